@@ -1,0 +1,3 @@
+from resnet.cli.main import main
+
+raise SystemExit(main())

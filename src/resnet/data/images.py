@@ -1,0 +1,131 @@
+"""Decoding image files safely: every file fully decoded inside the error handler, bombs refused.
+
+A lazy ``Image.open`` only reads the header, so a truncated or fake file would pass and then fail
+mid-epoch; ``decode_image`` forces the full decode (``load``) where errors are caught. Pillow's
+decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays on and its warning is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from resnet.errors import ResNetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class BadImage(Exception):
+    """A file that is not a decodable image (truncated, empty, fake, a bomb)."""
+
+
+def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tuple[int, int]) -> np.ndarray:
+    """Decode ``path`` to uint8 (H, W, C): converted to gray or RGB, resized to ``image_size`` (H, W).
+
+    Raises ``BadImage`` (with the reason) for anything that is not a readable image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # the full decode, here, where a truncated file raises
+                img = ImageOps.exif_transpose(img)
+                img = _convert(img, in_chans)
+                height, width = image_size
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        # Pillow raises a variety of types for malformed files; all mean "not a usable image".
+        raise BadImage(f"{type(exc).__name__}: {exc}") from None
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _convert(img: Image.Image, in_chans: int) -> Image.Image:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # convert("L") clips 16-bit and float images; scale to 0..255 instead.
+        array = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        img = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if in_chans == 1:
+        return img if img.mode == "L" else img.convert("L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # palette transparency must go through RGBA (Pillow warns otherwise)
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def peek_image(path: Path) -> tuple[tuple[int, int], str] | None:
+    """(size (H, W), mode) from the header only, or None if the header is unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation swaps the sides
+                    width, height = height, width
+                return (height, width), img.mode
+    except Exception:  # header probes are best-effort; the full decode reports the reason later
+        return None
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+class FileImages(torch.utils.data.Dataset):
+    """Image files decoded on demand (in DataLoader workers): item = (uint8 C,H,W, index, error)."""
+
+    def __init__(self, files: Sequence[Path], in_chans: int, image_size: tuple[int, int]) -> None:
+        self.files = list(files)
+        self.in_chans = in_chans
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            array = decode_image(self.files[index], in_chans=self.in_chans, image_size=self.image_size)
+        except BadImage as exc:
+            return torch.zeros((self.in_chans, *self.image_size), dtype=torch.uint8), index, str(exc) or "unreadable"
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), index, ""
+
+
+def preprocess_images(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    in_chans: int,
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> torch.Tensor:
+    """Images at ``paths`` as one normalized float32 batch (N, C, H, W), ready for a model.
+
+    The same conversion as training: gray or RGB, resized to ``image_size`` (an int means square),
+    ``(x/255 - mean) / std``. A file that is missing or not an image is a ``ResNetError`` naming it.
+    """
+    from resnet.data.augment import Normalizer
+
+    size = (int(image_size), int(image_size)) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[-1]))
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ResNetError(f"mean/std have {len(mean)}/{len(std)} values but the model takes {in_chans} channels")
+    if not paths:
+        raise ResNetError("no image files given")
+    batch = torch.empty((len(paths), in_chans, *size), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        if not Path(path).is_file():
+            raise ResNetError(f"image not found: {path}")
+        try:
+            array = decode_image(path, in_chans=in_chans, image_size=size)
+        except BadImage as exc:
+            raise ResNetError(f"cannot read image {path}: {exc}") from None
+        batch[i] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return Normalizer(mean, std, "cpu")(batch)

@@ -1,0 +1,480 @@
+"""The ResNet family in one configurable module, keeping torchvision's and timm's parameter names.
+
+One ``ResNet`` class covers the papers and their successors: basic and bottleneck blocks, the v1
+(stride on the first 1x1) and v1.5 (stride on the 3x3) bottleneck, grouped and wide bottlenecks,
+the deep 3x3 stem (ResNet-C) and average-pool shortcut (ResNet-D) of "Bag of Tricks", the five
+residual-unit orderings of "Identity Mappings" (figure 4) and the CIFAR nets with the parameter-free
+zero-padding shortcut (option A). Key names follow torchvision (``conv1``, ``bn1``, ``layer1..4``,
+``downsample.0/1``, ``fc``) and timm for the deep stem / avg-pool shortcut (``conv1.0/1/3/4/6``,
+``downsample.1/2``), so their state dicts load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+from torchvision.ops import FrozenBatchNorm2d, StochasticDepth
+
+from resnet.errors import ResNetError
+
+NormLayer = Callable[[int], nn.Module]
+
+# The residual-unit orderings of He et al. 2016, "Identity Mappings", figure 4 (a)-(e).
+UNITS = ("original", "bn_after_add", "relu_before_add", "relu_preact", "full_preact")
+_UNIT_LETTERS = dict(zip("abcde", UNITS))
+SHORTCUTS = ("A", "B", "C", "D", "none")  # paper's options A/B/C, Bag-of-Tricks D, none = plain net
+STEMS = ("imagenet", "cifar", "deep")
+NORM_LAYERS = ("batchnorm", "groupnorm", "frozen_batchnorm")
+
+
+def group_norm(num_channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (Wu & He 2018), fewer when the channel count is not a multiple."""
+    return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
+
+
+def resolve_norm_layer(norm_layer: str | NormLayer | None) -> NormLayer:
+    if norm_layer is None or callable(norm_layer):
+        return norm_layer or nn.BatchNorm2d
+    name = norm_layer.lower().replace("-", "_")
+    aliases = {"bn": "batchnorm", "gn": "groupnorm", "frozen_bn": "frozen_batchnorm", "frozenbn": "frozen_batchnorm"}
+    name = aliases.get(name, name)
+    if name == "batchnorm":
+        return nn.BatchNorm2d
+    if name == "groupnorm":
+        return group_norm
+    if name == "frozen_batchnorm":
+        return FrozenBatchNorm2d
+    raise ResNetError(f"unknown norm_layer '{norm_layer}'; choose one of {', '.join(NORM_LAYERS)}")
+
+
+def resolve_unit(unit: str) -> str:
+    unit = _UNIT_LETTERS.get(unit, unit)
+    if unit not in UNITS:
+        raise ResNetError(f"unknown residual unit '{unit}'; choose one of {', '.join(UNITS)} (or a-e as in figure 4 of 'Identity Mappings')")
+    return unit
+
+
+def conv3x3(in_chs: int, out_chs: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False)
+
+
+def conv1x1(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False)
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A of the paper: subsample by striding and pad the new channels with zeros; no parameters."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad_before = (out_chs - in_chs) // 2
+        self.pad_after = out_chs - in_chs - self.pad_before
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+
+
+def make_shortcut(kind: str, in_chs: int, out_chs: int, stride: int, norm_layer: NormLayer, preact: bool) -> nn.Module | None:
+    """The shortcut of one block; None means identity (or, for plain nets, no shortcut at all)."""
+    if kind == "none" or (kind != "C" and stride == 1 and in_chs == out_chs):
+        return None
+    if kind == "A":
+        return ZeroPadShortcut(in_chs, out_chs, stride)
+    if kind == "D":
+        # ResNet-D: average-pool first so the 1x1 projection sees every input pixel (timm's layout).
+        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+        layers = [pool, conv1x1(in_chs, out_chs)]
+        return nn.Sequential(*layers) if preact else nn.Sequential(*layers, norm_layer(out_chs))
+    # B and C: a strided 1x1 projection. A pre-activation unit's projection takes the already
+    # normalised input, so it carries no norm of its own (TF-slim resnet_v2, timm's PreAct blocks).
+    if preact:
+        return nn.Sequential(conv1x1(in_chs, out_chs, stride))
+    return nn.Sequential(conv1x1(in_chs, out_chs, stride), norm_layer(out_chs))
+
+
+class ResidualBlock(nn.Module):
+    """What basic and bottleneck blocks share: the unit ordering, the shortcut, stochastic depth.
+
+    Subclasses create ``conv1..convK`` and ``bn1..bnK``; a block always has exactly one norm per conv,
+    and the ordering only decides where each is applied (after its conv, or before it for full
+    pre-activation; the last one after the addition for the BN-after-addition unit).
+    """
+
+    expansion = 1
+    num_convs = 2
+
+    def __init__(self, shortcut: nn.Module | None, has_shortcut: bool, unit: str, drop_path_rate: float) -> None:
+        super().__init__()
+        self.downsample = shortcut
+        self.has_shortcut = has_shortcut
+        self.unit = unit
+        self.relu = nn.ReLU(inplace=True)
+        self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
+
+    def branch_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        n = self.num_convs
+        return [getattr(self, f"conv{i}") for i in range(1, n + 1)], [getattr(self, f"bn{i}") for i in range(1, n + 1)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        convs, norms = self.branch_layers()
+        unit, last = self.unit, len(convs) - 1
+        shortcut = x
+        if unit == "full_preact":
+            x = self.relu(norms[0](x))
+            if self.downsample is not None:
+                shortcut = self.downsample(x)  # the projection shares the pre-activation
+        else:
+            if self.downsample is not None:
+                shortcut = self.downsample(x)
+            if unit == "relu_preact":
+                x = F.relu(x)  # not in place: x is also the shortcut
+        for i, conv in enumerate(convs):
+            if unit == "full_preact":
+                if i > 0:
+                    x = self.relu(norms[i](x))
+                x = conv(x)
+            elif i < last:
+                x = self.relu(norms[i](conv(x)))
+            else:
+                x = conv(x)
+                if unit != "bn_after_add":
+                    x = norms[i](x)
+                if unit == "relu_before_add":
+                    x = self.relu(x)
+        x = self.drop_path(x)
+        if self.has_shortcut:
+            x = x + shortcut
+        if unit == "original":
+            x = self.relu(x)
+        elif unit == "bn_after_add":
+            x = self.relu(norms[last](x))
+        return x
+
+    def zero_init_last(self) -> None:
+        """Start the branch at zero so the block begins as identity (Goyal et al. 2017).
+
+        Where the branch ends in a norm, zero its scale; where it ends in a conv (full pre-activation)
+        or its last norm follows the addition, zero that conv. The ReLU-before-addition unit is left
+        alone: a zeroed input to its closing ReLU would receive no gradient.
+        """
+        convs, norms = self.branch_layers()
+        if self.unit in ("full_preact", "bn_after_add"):
+            nn.init.zeros_(convs[-1].weight)
+        elif self.unit in ("original", "relu_preact") and isinstance(getattr(norms[-1], "weight", None), nn.Parameter):
+            nn.init.zeros_(norms[-1].weight)
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 convs (ResNet-18/34 and the CIFAR nets)."""
+
+    expansion = 1
+    num_convs = 2
+
+    def __init__(
+        self,
+        in_chs: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        shortcut: nn.Module | None = None,
+        has_shortcut: bool = True,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        first_dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        unit: str = "original",
+        stride_in_1x1: bool = False,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__(shortcut, has_shortcut, unit, drop_path_rate)
+        if groups != 1 or base_width != 64:
+            raise ResNetError("the basic block has no groups/width_per_group; use a bottleneck model (resnext*, wide_resnet*)")
+        preact = unit == "full_preact"
+        self.conv1 = conv3x3(in_chs, planes, stride, dilation=first_dilation)
+        self.bn1 = norm_layer(in_chs if preact else planes)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.bn2 = norm_layer(planes)
+
+
+class Bottleneck(ResidualBlock):
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand by 4; stride on the 3x3 unless stride_in_1x1 (v1)."""
+
+    expansion = 4
+    num_convs = 3
+
+    def __init__(
+        self,
+        in_chs: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        shortcut: nn.Module | None = None,
+        has_shortcut: bool = True,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        first_dilation: int = 1,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        unit: str = "original",
+        stride_in_1x1: bool = False,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__(shortcut, has_shortcut, unit, drop_path_rate)
+        preact = unit == "full_preact"
+        width = int(planes * (base_width / 64.0)) * groups
+        out_chs = planes * self.expansion
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv1x1(in_chs, width, stride_1x1)
+        self.bn1 = norm_layer(in_chs if preact else width)
+        self.conv2 = conv3x3(width, width, stride_3x3, groups, first_dilation)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, out_chs)
+        self.bn3 = norm_layer(width if preact else out_chs)
+
+
+def make_stem(kind: str, in_chans: int, out_chs: int, stem_width: int, norm_layer: NormLayer) -> tuple[nn.Module, int]:
+    """The first conv(s) and their stride: 7x7/2 (ImageNet), 3x3/1 (CIFAR), or three 3x3 (ResNet-C)."""
+    if kind == "imagenet":
+        return nn.Conv2d(in_chans, out_chs, 7, stride=2, padding=3, bias=False), 2
+    if kind == "cifar":
+        return conv3x3(in_chans, out_chs), 1
+    if kind == "deep":
+        stem = nn.Sequential(
+            conv3x3(in_chans, stem_width, stride=2),
+            norm_layer(stem_width),
+            nn.ReLU(inplace=True),
+            conv3x3(stem_width, stem_width),
+            norm_layer(stem_width),
+            nn.ReLU(inplace=True),
+            conv3x3(stem_width, out_chs),
+        )
+        return stem, 2
+    raise ResNetError(f"unknown stem '{kind}'; choose one of {', '.join(STEMS)}")
+
+
+class ResNet(nn.Module):
+    """A residual network with timm's interface (forward_features / forward_head / feature_info)."""
+
+    def __init__(
+        self,
+        block: type[ResidualBlock],
+        layers: Sequence[int],
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem: str = "imagenet",
+        stem_width: int | None = None,
+        shortcut: str = "B",
+        unit: str = "original",
+        groups: int = 1,
+        width_per_group: int = 64,
+        stride_in_1x1: bool = False,
+        output_stride: int = 32,
+        norm_layer: str | NormLayer | None = "batchnorm",
+        zero_init_residual: bool = False,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] | None = None,
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ResNetError(f"{len(layers)} stages of blocks but {len(widths)} widths")
+        if num_classes < 0 or in_chans < 1:
+            raise ResNetError(f"num_classes must be >= 0 and in_chans >= 1 (got {num_classes}, {in_chans})")
+        if output_stride not in (8, 16, 32):
+            raise ResNetError(f"output_stride must be 8, 16 or 32 (got {output_stride})")
+        if shortcut not in SHORTCUTS:
+            raise ResNetError(f"unknown shortcut '{shortcut}'; choose one of {', '.join(SHORTCUTS)}")
+        if not 0.0 <= drop_path_rate < 1.0 or not 0.0 <= drop_rate < 1.0:
+            raise ResNetError(f"drop_rate and drop_path_rate must be in [0, 1) (got {drop_rate}, {drop_path_rate})")
+        unit = resolve_unit(unit)
+        norm = resolve_norm_layer(norm_layer)
+        preact = unit == "full_preact"
+        self.unit = unit
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        # Stem. A full pre-activation net normalises at the start of every block instead.
+        in_chs = widths[0]
+        self.conv1, reduction = make_stem(stem, in_chans, in_chs, stem_width or in_chs // 2, norm)
+        self.bn1 = nn.Identity() if preact else norm(in_chs)
+        self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if reduction > 1 else nn.Identity()
+        self.feature_info: list[dict[str, Any]] = [
+            {"num_chs": in_chs, "reduction": reduction, "module": "conv1" if preact else "relu"}
+        ]
+        reduction *= 2 if reduction > 1 else 1
+
+        # Stages; past output_stride, trade stride for dilation (DeepLab) so the resolution stays.
+        total_blocks, block_index = sum(layers), 0
+        dilation = 1
+        self.stage_names: list[str] = []
+        for index, (num_blocks, planes) in enumerate(zip(layers, widths)):
+            stride = 1 if index == 0 else 2
+            first_dilation = dilation
+            if reduction * stride > output_stride:
+                dilation, stride = dilation * stride, 1
+            blocks: list[nn.Module] = []
+            for b in range(num_blocks):
+                out_chs = planes * block.expansion
+                blocks.append(
+                    block(
+                        in_chs,
+                        planes,
+                        stride if b == 0 else 1,
+                        shortcut=make_shortcut(shortcut, in_chs, out_chs, stride if b == 0 else 1, norm, preact),
+                        has_shortcut=shortcut != "none",
+                        groups=groups,
+                        base_width=width_per_group,
+                        dilation=dilation,
+                        first_dilation=first_dilation if b == 0 else dilation,
+                        norm_layer=norm,
+                        unit=unit,
+                        stride_in_1x1=stride_in_1x1,
+                        # Stochastic depth grows linearly with depth (Huang et al. 2016).
+                        drop_path_rate=drop_path_rate * block_index / max(total_blocks - 1, 1),
+                    )
+                )
+                in_chs = out_chs
+                block_index += 1
+            reduction *= stride
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+            self.feature_info.append({"num_chs": in_chs, "reduction": reduction, "module": name})
+
+        self.num_features = in_chs
+        # A pre-activation net ends with the BN-ReLU that its last unit left out.
+        self.final_norm = norm(in_chs) if preact else nn.Identity()
+        self.final_act = nn.ReLU(inplace=True) if preact else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.features_only = features_only
+        if features_only:
+            self.out_indices = tuple(out_indices) if out_indices is not None else tuple(range(1, len(layers) + 1))
+            if not self.out_indices or any(not 0 <= i <= len(layers) for i in self.out_indices):
+                raise ResNetError(f"out_indices must be in 0..{len(layers)} (0 = stem), got {list(self.out_indices)}")
+            self.feature_info = [self.feature_info[i] for i in self.out_indices]
+            num_classes = 0
+        elif out_indices is not None:
+            raise ResNetError("out_indices only applies with features_only=True")
+        self.num_classes = num_classes
+        self.fc: nn.Module = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
+
+        self.init_weights(zero_init_residual)
+        self._freeze_stages()
+
+    def init_weights(self, zero_init_residual: bool = False) -> None:
+        """Kaiming-normal (fan_out) convs, unit-scale norms (torchvision's initialisation)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, ResidualBlock):
+                    m.zero_init_last()
+
+    # --- timm's interface ---------------------------------------------------------------------
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for ``num_classes`` (0 = no classifier)."""
+        self.num_classes = num_classes
+        device = next(self.parameters()).device
+        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations."""
+        self.grad_checkpointing = enable
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def run_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for block in stage:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return stage(x)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.forward_stem(x))
+        for name in self.stage_names:
+            x = self.run_stage(getattr(self, name), x)
+        return self.final_act(self.final_norm(x))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate > 0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """The outputs selected by ``out_indices``: 0 = stem, 1.. = stages (C2..C5 on ImageNet nets)."""
+        outputs: list[Tensor] = []
+        x = self.forward_stem(x)
+        if 0 in self.out_indices:
+            outputs.append(x)
+        x = self.maxpool(x)
+        last = max(self.out_indices)
+        for index, name in enumerate(self.stage_names, start=1):
+            if index > last:
+                break
+            x = self.run_stage(getattr(self, name), x)
+            if index == len(self.stage_names):
+                x = self.final_act(self.final_norm(x))
+            if index in self.out_indices:
+                outputs.append(x)
+        return outputs
+
+    def forward(self, x: Tensor) -> Any:
+        if self.features_only:
+            return self.forward_stages(x)
+        return self.forward_head(self.forward_features(x))
+
+    # --- backbone mode: frozen stages, BN kept in eval ------------------------------------------
+
+    def frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        stem = [self.conv1, self.bn1]
+        return stem + [getattr(self, name) for name in self.stage_names[: self.frozen_stages]]
+
+    def _freeze_stages(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ResNet:
+        """As nn.Module.train, but frozen stages (and, with norm_eval, every BN) stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+            if self.norm_eval:
+                for m in self.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self

@@ -41,7 +41,7 @@ def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tup
                 height, width = image_size
                 if img.size != (width, height):
                     img = img.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                array = np.array(img, dtype=np.uint8)  # a writable copy, not a view of Pillow's buffer
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         # Pillow raises a variety of types for malformed files; all mean "not a usable image".

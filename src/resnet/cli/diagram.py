@@ -1,4 +1,4 @@
-"""`resnet diagram` (placeholder until implemented)."""
+"""`resnet diagram`: draw a network (graphviz) to .svg, .png, .pdf or .dot."""
 
 from __future__ import annotations
 
@@ -6,4 +6,33 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "diagram",
+        help="draw a network to .svg/.png/.pdf (graphviz)",
+        description="Draw a network's data flow, residual shortcuts included. Needs the graphviz `dot` program.",
+    )
+    p.add_argument("name", help="model name (see `resnet models`)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file: .svg, .png, .pdf or .dot")
+    p.add_argument("--level", choices=("stage", "block", "layer"), default="block", help="one box per stage, block (default) or layer")
+    p.add_argument("--input", default=None, metavar="CxHxW", help="input size for the shapes shown (default 3x224x224; 3x32x32 for the CIFAR nets)")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
+    p.add_argument("--in-chans", type=int, default=None, help="input channels (default: 3)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet import report
+    from resnet.cli.summary import _is_cifar
+    from resnet.inspect.diagram import render
+    from resnet.inspect.summary import meta_model, parse_input_size
+
+    options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
+    model = meta_model(args.name, **options)
+    if args.input:
+        size = parse_input_size(args.input)
+    else:
+        side = 32 if _is_cifar(args.name) else 224
+        size = (getattr(model, "in_chans", args.in_chans or 3), side, side)
+    path = render(model, args.output, level=args.level, input_size=size[-3:])
+    report.info(f"wrote {path} ({args.level} level)")
+    return 0

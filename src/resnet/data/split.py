@@ -215,8 +215,9 @@ class DataSplit:
         self._bad_reported.update(i for i, _ in new)
         assert self.files is not None
         first = "; ".join(f"{self.files[i]} ({e})" for i, e in new[:3])
-        report.warn(f"skipped {len(new)} unreadable image file(s) in {self.name} {self.split}: {first}"
-                    + (" ..." if len(new) > 3 else ""))
+        more = f" and {len(new) - 3} more" if len(new) > 3 else ""
+        report.warn(f"skipped {len(new)} unreadable image file(s) in {self.name} {self.split}: {first}{more} "
+                    "(--strict stops at the first instead)")
 
 
 def _check_batching(batch_size: int, rank: int, world_size: int) -> None:

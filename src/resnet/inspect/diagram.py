@@ -15,7 +15,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from resnet.errors import ResNetError
-from resnet.inspect.table1 import _main_path_convs, stage_names
+from resnet.inspect.table1 import _SHORTCUT_NAMES, _main_path_convs, stage_names
 from resnet.io import atomic_write_bytes, atomic_write_text
 
 LEVELS = ("stage", "block", "layer")
@@ -94,8 +94,10 @@ def _describe(module: nn.Module) -> str:
         stride = max(c.stride[0] for c in convs)
         if stride > 1:
             text += f" /{stride}"
-        if len(convs) < sum(1 for m in module.modules() if isinstance(m, nn.Conv2d)):
-            text += "\n+ projection shortcut"
+        shortcut = next((m for n, m in module.named_children() if n in _SHORTCUT_NAMES and not isinstance(m, nn.Identity)), None)
+        if shortcut is not None:
+            projected = any(isinstance(m, nn.Conv2d) for m in shortcut.modules())
+            text += "\n+ projection shortcut" if projected else f"\n+ {type(shortcut).__name__}"
         return text
     return ""
 

@@ -1,4 +1,4 @@
-"""`resnet evaluate` (placeholder until implemented)."""
+"""`resnet eval`: loss, top-1, top-5, per-class accuracy and a confusion matrix (PNG and CSV) of a checkpoint."""
 
 from __future__ import annotations
 
@@ -6,4 +6,51 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("eval", help="evaluate a checkpoint: loss, top-1/5, per-class accuracy, confusion matrix",
+                       description=__doc__)
+    p.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
+                   help="a run folder (its best checkpoint) or a .safetensors file")
+    p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    p.add_argument("--data-dir", default=None, metavar="DIR")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where confusion.csv/png go (default: the run folder, else beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--fast", action="store_true", help="evaluate through resnet.optimize (the fastest backend here)")
+    p.add_argument("--precision", default="auto", help="with --fast: auto, fp32, bf16, int8, ...")
+    p.add_argument("--unsafe-load", action="store_true", help="allow full unpickling of a non-safetensors checkpoint you trust")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import math
+    from pathlib import Path
+
+    from resnet import report
+    from resnet.train.inference import evaluate_checkpoint
+    from resnet.train.plots import plot_confusion, write_confusion_csv
+
+    result, loaded, data = evaluate_checkpoint(
+        args.checkpoint, data=args.data, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
+        device=args.device, fast=args.fast, precision=args.precision, unsafe=args.unsafe_load,
+    )
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else loaded.path.parent)
+    stem = f"confusion-{args.split}"
+    csv_path = write_confusion_csv(result.confusion, result.class_names, out / f"{stem}.csv")
+    png_path = plot_confusion(result.confusion, result.class_names, out / f"{stem}.png",
+                              title=f"{loaded.metadata.get('arch', '')} on {data.name} {args.split}")
+    if args.json:
+        report.result_json({**result.to_dict(), "checkpoint": str(loaded.path), "data": data.name, "split": args.split,
+                            "confusion_csv": str(csv_path), "confusion_png": str(png_path)})
+        return 0
+    report.table(f"{loaded.path} on {data.name} {args.split} ({result.num_samples} images)",
+                 ["metric", "value"],
+                 [["loss", f"{result.loss:.4f}"], ["top-1", f"{result.top1:.4f}"], ["top-5", f"{result.top5:.4f}"]])
+    report.table("per-class accuracy", ["class", "accuracy", "images"],
+                 [[name, "-" if math.isnan(acc) else f"{acc:.4f}", int(total)]
+                  for name, acc, total in zip(result.class_names, result.per_class, result.confusion.sum(1).tolist())])
+    report.info(f"confusion matrix: {csv_path} and {png_path}")
+    return 0

@@ -1,0 +1,193 @@
+"""Training configuration: one dataclass with every knob, named recipes, and the precedence rules.
+
+Precedence, lowest first: the dataclass defaults < the recipe (``quick`` unless another is named) <
+a ``--config`` file (YAML or JSON) < flags given explicitly on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet.errors import ResNetError
+
+SCHEDULES = ("step", "cosine", "onecycle", "constant")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    # What to train on.
+    model: str = "resnet20"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    val_size: int | None = None  # images held out of the training split for validation
+    val_fraction: float | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # start from these weights (fine-tuning)
+    # How long, and with what steps.
+    epochs: int = 30
+    max_steps: int | None = None  # stop after this many optimizer steps (the paper counts iterations)
+    batch_size: int = 128  # the global batch: split across processes under torchrun
+    eval_batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of training, or epochs when > 1
+    milestone_steps: list[int] | None = None  # absolute step numbers (the paper's 32k/48k), overrides milestones
+    step_every: int | None = None  # step schedule: divide every N epochs instead of at milestones
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = True  # pad-4 random crop + horizontal flip
+    # How to run it.
+    amp: bool | None = None  # None: on exactly where the device has native bf16
+    channels_last: bool = True
+    compile: bool = False
+    ema: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    deterministic: bool = False
+    sync_bn: bool = False
+    skip_nonfinite: bool = False
+    device: str = "auto"
+    num_workers: int = 0
+    recipe: str = "quick"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Named presets. Each sets only what differs from the defaults above.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The main job: resnet20 on Fashion-MNIST, a few minutes on 2 CPU cores, test accuracy >= 0.90.
+    "quick": dict(
+        model="resnet20", data="fashion-mnist", epochs=4, batch_size=128, lr=0.2, schedule="onecycle",
+        warmup_epochs=0.0, weight_decay=5e-4, label_smoothing=0.0, val_size=5000,
+    ),
+    # He et al. 2015, section 4.2: SGD 0.1, momentum 0.9, wd 1e-4, batch 128, /10 at 32k and 48k
+    # iterations, stop at 64k, 45k/5k train/val split, 4-pixel pad + random crop + flip.
+    "paper-cifar": dict(
+        model="resnet20", data="cifar10", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128,
+        schedule="step", milestone_steps=[32000, 48000], lr_gamma=0.1, max_steps=64000, epochs=182,
+        val_size=5000, augment=True, warmup_epochs=0.0,
+    ),
+    # He et al. 2015, section 3.4: batch 256, lr 0.1 divided by 10 every 30 epochs, wd 1e-4, momentum 0.9.
+    "paper-imagenet": dict(
+        model="resnet50", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
+        schedule="step", step_every=30, lr_gamma=0.1, epochs=90, warmup_epochs=0.0,
+    ),
+    # Best found for Fashion-MNIST within ~10 minutes of 2-core CPU training (see benchmarks/README.train.md).
+    "fmnist-10min": dict(
+        model="resnet20", data="fashion-mnist", epochs=15, batch_size=128, lr=0.2, schedule="onecycle",
+        weight_decay=5e-4, label_smoothing=0.1, val_size=5000,
+    ),
+    # Proposed for a 60-minute budget.
+    "fmnist-60min": dict(
+        model="resnet56", data="fashion-mnist", epochs=40, batch_size=128, lr=0.2, schedule="onecycle",
+        weight_decay=5e-4, label_smoothing=0.1, ema=True, val_size=5000,
+    ),
+}
+
+
+def _field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _normalize(values: dict[str, Any], source: str) -> dict[str, Any]:
+    names = _field_names()
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(names)}"
+            raise ResNetError(f"unknown training setting '{key}' in {source}{hint}")
+        out[name] = value
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Settings from a YAML or JSON file (a mapping of TrainConfig keys, dashes or underscores)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResNetError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    import yaml
+
+    try:
+        # JSON is a subset of YAML, but json gives clearer messages for .json files.
+        values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise ResNetError(f"config file {path} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ResNetError(f"config file {path} must hold a mapping of settings (key: value), not {type(values).__name__}")
+    return _normalize(values, str(path))
+
+
+def resolve_config(
+    overrides: dict[str, Any] | None = None, *, recipe: str | None = None, config_file: str | Path | None = None
+) -> TrainConfig:
+    """Build a TrainConfig: defaults < recipe < config file < ``overrides`` (explicit flags)."""
+    overrides = _normalize(overrides or {}, "the arguments")
+    from_file = read_config_file(config_file) if config_file else {}
+    recipe = recipe or overrides.get("recipe") or from_file.get("recipe") or "quick"
+    if recipe not in RECIPES:
+        close = difflib.get_close_matches(recipe, list(RECIPES), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(RECIPES)}"
+        raise ResNetError(f"unknown recipe '{recipe}'; {hint}")
+    values: dict[str, Any] = {}
+    values.update(RECIPES[recipe])
+    values.update(from_file)
+    values.update(overrides)
+    values["recipe"] = recipe
+    return validate(TrainConfig(**values))
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig saved in a run folder's config.json (extra keys such as versions are ignored)."""
+    names = set(_field_names())
+    return validate(TrainConfig(**{k: v for k, v in values.items() if k in names}))
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    def bad(name: str, why: str) -> ResNetError:
+        return ResNetError(f"--{name.replace('_', '-')}: {why}")
+
+    if config.schedule not in SCHEDULES:
+        raise bad("schedule", f"'{config.schedule}' is not one of {', '.join(SCHEDULES)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise bad("optimizer", f"'{config.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(name, f"must be a positive whole number, got {value!r}")
+    for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing", "lr_gamma"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise bad(name, f"must be a finite number >= 0, got {value!r}")
+    if config.lr <= 0:
+        raise bad("lr", f"must be > 0, got {config.lr}")
+    if config.label_smoothing >= 1:
+        raise bad("label_smoothing", f"must be below 1, got {config.label_smoothing}")
+    if not 0 < config.ema_decay < 1:
+        raise bad("ema_decay", f"must be between 0 and 1, got {config.ema_decay}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise bad("max_steps", f"must be a positive whole number, got {config.max_steps}")
+    if config.step_every is not None and config.step_every < 1:
+        raise bad("step_every", f"must be a positive whole number of epochs, got {config.step_every}")
+    if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
+        raise bad("warmup_epochs", f"{config.warmup_epochs} leaves no epochs after warm-up (--epochs {config.epochs})")
+    return config

@@ -1,0 +1,159 @@
+"""Using a trained checkpoint: find it in a run folder, evaluate it on a dataset, predict image files.
+
+Checkpoints are loaded only through ``resnet.models.model_from_checkpoint``: safetensors, never
+unpickled code (full unpickling only with an explicit ``unsafe=True``, i.e. ``--unsafe-load``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet.device import resolve_device
+from resnet.errors import ResNetError
+from resnet.train.fit import EvalResult, evaluate
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A weights file, or a run folder (its best checkpoint, else its last)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.safetensors", "last.safetensors"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+            if (path / name).is_file():
+                return path / name
+        raise ResNetError(f"{path} is a folder without checkpoints/best.safetensors or last.safetensors; "
+                          "give a run folder or a .safetensors file")
+    if not path.is_file():
+        raise ResNetError(f"checkpoint not found: {path}")
+    return path
+
+
+def run_config_of(checkpoint: Path) -> dict[str, Any]:
+    """The config.json of the run a checkpoint belongs to (RUN/checkpoints/x.safetensors), or {}."""
+    for folder in (checkpoint.parent.parent, checkpoint.parent):
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                return json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+    return {}
+
+
+@dataclass
+class Loaded:
+    model: nn.Module
+    metadata: dict[str, Any]
+    path: Path
+    device: torch.device
+
+
+def load_checkpoint(path: str | Path, *, device: str | torch.device | None = None, unsafe: bool = False) -> Loaded:
+    from resnet.models import model_from_checkpoint
+
+    file = resolve_checkpoint(path)
+    model, meta = model_from_checkpoint(file, unsafe=unsafe)
+    device = resolve_device(device)
+    model.to(device).eval()
+    return Loaded(model, meta, file, device)
+
+
+def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
+                  calibration: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest inference callable this machine offers (resnet.optimize, from the speed area)."""
+    from resnet import optimize
+
+    return optimize(model, example, precision=precision, calibration=calibration)
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    fast: bool = False,
+    precision: str = "auto",
+    unsafe: bool = False,
+) -> tuple[EvalResult, Loaded, Any]:
+    """Evaluate a checkpoint (file or run folder) on a split; the data defaults to what it was trained on."""
+    from resnet.data import load
+
+    loaded = load_checkpoint(path, device=device, unsafe=unsafe)
+    meta, run = loaded.metadata, run_config_of(loaded.path)
+    spec = data or run.get("data") or meta.get("dataset")
+    if not spec:
+        raise ResNetError(f"{loaded.path} does not say which data it was trained on; pass --data")
+    data_dir = data_dir or (run.get("data_dir") if not data else None)
+    split_data = load(spec, split, data_dir=data_dir, seed=int(run.get("seed", 0)),
+                      **({k: run.get(k) for k in ("val_size", "val_fraction")} if split == "val" else {}))
+    num_classes = meta.get("num_classes") or getattr(loaded.model, "num_classes", None)
+    if num_classes is not None and split_data.num_classes != num_classes:
+        raise ResNetError(f"{loaded.path} predicts {num_classes} classes but {spec} has {split_data.num_classes}; "
+                          "evaluate on the data it was trained on")
+    if meta.get("mean") and meta.get("std"):
+        split_data = split_data.with_normalization(meta["mean"], meta["std"])  # exactly as in training
+    model: Any = loaded.model
+    if fast:
+        x, _ = next(split_data.batches(min(batch_size, len(split_data)), device="cpu"))
+        model = fast_callable(loaded.model, x[:1], precision=precision, calibration=x)
+    result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu")
+    return result, loaded, split_data
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[tuple[str, int, float]]  # (class name, class index, probability), most likely first
+
+
+def predict_files(
+    path: str | Path,
+    images: Sequence[str | Path],
+    *,
+    top_k: int = 5,
+    device: str | torch.device | None = None,
+    fast: bool = False,
+    precision: str = "auto",
+    unsafe: bool = False,
+    batch_size: int = 64,
+) -> list[Prediction]:
+    """Top-k classes with probabilities for each image file, preprocessed exactly as in training."""
+    from resnet.data import preprocess_images
+
+    loaded = load_checkpoint(path, device=device if not fast else "cpu", unsafe=unsafe)
+    meta = loaded.metadata
+    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
+    if missing:
+        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
+                          "as in training; use a checkpoint written by `resnet train`")
+    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
+    x = preprocess_images([str(p) for p in images], in_chans=in_chans, image_size=meta["image_size"],
+                          mean=meta["mean"], std=meta["std"])
+    num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
+    names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
+    model: Callable[[torch.Tensor], torch.Tensor] = loaded.model
+    if fast:
+        model = fast_callable(loaded.model, x[:1], precision=precision, calibration=x)
+    probs = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size].to(loaded.device))
+            probs.append(torch.softmax(logits.float(), dim=1).cpu())
+    prob = torch.cat(probs)
+    k = max(1, min(top_k, prob.shape[1]))
+    values, indices = prob.topk(k, dim=1)
+    return [
+        Prediction(str(image), [(names[i] if i < len(names) else str(i), i, float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
+        for image, vs, ix in zip(images, values, indices)
+    ]

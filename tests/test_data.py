@@ -82,6 +82,23 @@ def test_fashion_mnist_not_found_lists_where_it_looked(tmp_path: Path, no_system
         assert text in message
 
 
+def test_download_only_when_asked(tmp_path: Path, no_system_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, object]] = []
+
+    def fake_download(dataset: str, data_dir: object) -> None:  # stands in for torchvision's downloader
+        calls.append((dataset, data_dir))
+        fixtures.write_fashion_mnist(locate.download_root(data_dir) / "FashionMNIST" / "raw", train=8, test=4)
+
+    monkeypatch.setattr(locate, "torchvision_download", fake_download)
+    with pytest.raises(ResNetError, match="not found"):
+        load("fashion-mnist", data_dir=tmp_path / "dl")
+    assert calls == []
+    split = load("fashion-mnist", data_dir=tmp_path / "dl", download=True)
+    assert len(split) == 8 and calls == [("fashion-mnist", tmp_path / "dl")]
+    load("fashion-mnist", "test", data_dir=tmp_path / "dl", download=True)
+    assert len(calls) == 1  # already there: not fetched again
+
+
 def test_fashion_mnist_bad_files(tmp_path: Path, no_system_data: Path) -> None:
     folder = fixtures.write_fashion_mnist(tmp_path / "fm", train=30, test=10, gz=False)
     labels = folder / "train-labels-idx1-ubyte"

@@ -38,13 +38,11 @@ class CropFlipDraws:
         flip = torch.rand(n, generator=generator) < 0.5
         return cls(offsets[0], offsets[1], flip, padding)
 
-    def slice(self, start: int, stop: int, device: torch.device) -> CropFlipDraws:
-        return CropFlipDraws(
-            self.offset_y[start:stop].to(device, non_blocking=True),
-            self.offset_x[start:stop].to(device, non_blocking=True),
-            self.flip[start:stop].to(device, non_blocking=True),
-            self.padding,
-        )
+    def to(self, device: torch.device) -> CropFlipDraws:
+        return CropFlipDraws(self.offset_y.to(device), self.offset_x.to(device), self.flip.to(device), self.padding)
+
+    def slice(self, start: int, stop: int) -> CropFlipDraws:
+        return CropFlipDraws(self.offset_y[start:stop], self.offset_x[start:stop], self.flip[start:stop], self.padding)
 
 
 def random_crop_flip(images: torch.Tensor, draws: CropFlipDraws) -> torch.Tensor:

@@ -102,7 +102,7 @@ class ImageFolder(Source):
         hold = self.in_memory if self.in_memory is not None else bytes_needed <= IN_MEMORY_LIMIT
         if not hold and self.in_memory is None:
             report.info(f"{self.name} {split}: {len(files)} images ({bytes_needed / 2**30:.1f} GiB decoded) "
-                        "will be decoded per batch (use num_workers to decode in parallel)")
+                        "will be decoded per batch (--num-workers N decodes them in parallel processes)")
         if not hold:
             empty = [p for p in files if _is_empty(p)]
             keep = [i for i, p in enumerate(files) if not _is_empty(p)]

@@ -73,7 +73,7 @@ def load(
     elif split == "val" and carve is None:
         if "val" not in source.splits:
             raise ResNetError(f"{source.name} has no validation split of its own; carve one from train with "
-                              "--val-split FRACTION (val_fraction=) or val_size=, or evaluate on split 'test'")
+                              "--val-fraction F or --val-size N (val_fraction=, val_size=), or evaluate on split 'test'")
         pool = _read(source, "val", size)
     else:
         pool = _read(source, "train", size)

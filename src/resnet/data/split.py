@@ -141,7 +141,9 @@ class DataSplit:
         order = self.order(shuffle=shuffle, epoch=epoch, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         if drop_last:
             order = order[: len(order) // batch_size * batch_size]
-        draws = CropFlipDraws.draw(len(order), PADDING, seeded_generator(seed, epoch, rank, _AUGMENT)) if augment else None
+        draws = None
+        if augment:  # drawn for the whole epoch at once (cheap), so start_batch lands on the same draws
+            draws = CropFlipDraws.draw(len(order), PADDING, seeded_generator(seed, epoch, rank, _AUGMENT)).to(device)
         normalize = Normalizer(self.mean, self.std, device)
         starts = range(start_batch * batch_size, len(order), batch_size)
         if self.images is not None:
@@ -157,7 +159,7 @@ class DataSplit:
             index = order[start : start + batch_size]
             x = images.index_select(0, index)
             if draws is not None:
-                x = random_crop_flip(x, draws.slice(start, start + len(index), device))
+                x = random_crop_flip(x, draws.slice(start, start + len(index)))
             yield normalize(x, channels_last=channels_last), labels.index_select(0, index)
 
     def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +201,7 @@ class DataSplit:
                         continue
                 x = x.to(device, non_blocking=True)
                 if draws is not None:
-                    x = random_crop_flip(x, draws.slice(start, start + len(index), device))
+                    x = random_crop_flip(x, draws.slice(start, start + len(index)))
                 y = self.labels.index_select(0, index)
                 if not bool(ok.all()):
                     x, y = x[ok.to(device)], y[ok]

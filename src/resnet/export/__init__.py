@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+from resnet.export.formats import FORMATS, export_file, export_program, export_torchscript, format_for, load_exported
 from resnet.export.onnx import export_onnx, onnx_session, run_onnx
+from resnet.export.parity import FP32_TOLERANCE, INT8_MIN_TOP1_AGREEMENT, ParityResult, check_parity
 
-__all__ = ["export_onnx", "onnx_session", "run_onnx"]
+__all__ = [
+    "FORMATS",
+    "FP32_TOLERANCE",
+    "INT8_MIN_TOP1_AGREEMENT",
+    "ParityResult",
+    "check_parity",
+    "export_file",
+    "export_onnx",
+    "export_program",
+    "export_torchscript",
+    "format_for",
+    "load_exported",
+    "onnx_session",
+    "run_onnx",
+]

@@ -1,0 +1,354 @@
+"""``optimize``: the fastest correct way to run a model for inference on this machine, in one call.
+
+What it does: fold BatchNorm into the convolutions, go channels_last, build every candidate that can
+run here (torch eager / torch.compile, ONNX Runtime, OpenVINO; fp32, bf16, int8), check each against
+the fp32 eager model, time the survivors on the example batch shape (alternating rounds, median) and
+keep the fastest. Nothing is assumed about the hardware: which precisions are tried comes from
+``resnet.device`` (bf16 only where native; int8 by default only with VNNI), and which engine wins is
+measured, because it differs between CPUs (on a Zen 3 EPYC torch.compile won fp32, on a Zen 5
+OpenVINO did).
+
+Parity, checked on the example batch and the calibration batches before anything is returned:
+
+* fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3).
+* bf16, int8: max abs difference <= ``RELATIVE_TOLERANCE[precision]`` x the largest reference |logit|
+  (bf16 5 %, int8 10 %), and the same top-1 class on every sample except near-ties, i.e. samples
+  whose reference top-1/top-2 margin is below that same tolerance.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import statistics
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet import device as hw
+from resnet import report
+from resnet.errors import ResNetError
+from resnet.speed.backends import Candidate, Job, Runner
+
+PRECISIONS = ("fp32", "bf16", "int8")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+FP32_MAX_ABS_DIFF = 1e-3
+RELATIVE_TOLERANCE = {"bf16": 0.05, "int8": 0.10}
+# Enough samples to set int8 ranges well (NNCF's default subset is 300); more only costs time.
+MAX_CALIBRATION_SAMPLES = 512
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How a candidate's outputs compare with the fp32 eager model's on the parity batches."""
+
+    max_abs_diff: float
+    tolerance: float
+    top1_agreement: float  # fraction of samples with the same top-1 class
+    top1_flips: int  # samples whose top-1 changed although the reference margin was above tolerance
+    samples: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance and self.top1_flips == 0
+
+
+class OptimizedModel:
+    """A fast inference callable: torch tensor in, torch tensor (fp32 logits) out.
+
+    ``backend``, ``precision`` and ``variant`` say what runs; ``max_abs_diff`` and ``top1_agreement``
+    how it compared with the fp32 eager model; ``images_per_s`` its measured speed on the example
+    batch shape; ``timings`` the figures of every candidate tried (the basis of the choice).
+    """
+
+    def __init__(self, runner: Runner, candidate: Candidate, parity: Parity, images_per_s: float,
+                 build_s: float, timings: list[dict[str, Any]], job: Job) -> None:
+        self._runner = runner
+        self.backend = candidate.backend
+        self.precision = candidate.precision
+        self.variant = candidate.variant
+        self.max_abs_diff = parity.max_abs_diff
+        self.tolerance = parity.tolerance
+        self.top1_agreement = parity.top1_agreement
+        self.images_per_s = images_per_s
+        self.build_s = build_s
+        self.timings = timings
+        self.example_shape = tuple(job.example_input.shape)
+        self.device = job.example_input.device
+        # The ONNX files the engines read live here; remove them with the last reference.
+        weakref.finalize(self, shutil.rmtree, job.workdir, True)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != len(self.example_shape) or tuple(x.shape[1:]) != self.example_shape[1:]:
+            raise ResNetError(
+                f"input of shape {tuple(x.shape)} does not match the optimized model's (N, {', '.join(map(str, self.example_shape[1:]))})"
+            )
+        return self._runner(x)
+
+    def __repr__(self) -> str:
+        return (f"OptimizedModel(backend={self.backend!r}, precision={self.precision!r}, variant={self.variant!r}, "
+                f"images_per_s={self.images_per_s:.1f}, max_abs_diff={self.max_abs_diff:.3g})")
+
+
+def optimize(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    precision: str = "auto",
+    backend: str = "auto",
+    calibration: Iterable[Any] | None = None,
+    compile: bool = True,
+) -> OptimizedModel:
+    """The fastest inference callable for ``model`` on this machine that passes the parity checks.
+
+    ``precision``: "fp32", "bf16", "int8", or "auto" (every precision the hardware runs natively;
+    int8 only when ``calibration`` is given). ``backend``: "torch", "onnxruntime", "openvino", or
+    "auto" (time all installed ones on ``example_input``'s shape, keep the fastest). ``calibration``:
+    an iterable of input batches (tensors shaped like ``example_input``, or ``(x, y)`` pairs; the
+    first ``MAX_CALIBRATION_SAMPLES`` samples are used), required for int8 and used for the parity
+    check. ``compile``: also try torch.compile (slow to build: about a minute for a resnet50).
+    ``model`` is not modified. Raises ``ResNetError`` for unusable arguments or when no candidate passes.
+    """
+    if precision not in (*PRECISIONS, "auto"):
+        raise ResNetError(f"precision {precision!r} is not one of fp32, bf16, int8, auto")
+    if backend not in (*BACKENDS, "auto"):
+        raise ResNetError(f"backend {backend!r} is not one of torch, onnxruntime, openvino, auto")
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4 or not example_input.is_floating_point():
+        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
+        raise ResNetError(f"example_input must be a float batch of images (N, C, H, W), got {shape}")
+    dev = example_input.device
+    example_input = example_input.detach().float()
+
+    batches: list[torch.Tensor] = []
+    if calibration is not None:
+        batches = check_calibration(calibration, tuple(example_input.shape[1:]))
+    precisions = _precisions(precision, dev, have_calibration=bool(batches))
+
+    reference_model = copy.deepcopy(model).eval().float().to(dev)
+    parity_inputs = [example_input] + [b.to(dev) for b in batches]
+    with torch.inference_mode():
+        references = [reference_model(x).float().cpu() for x in parity_inputs]
+    folded = fold_batchnorm(reference_model)
+    del reference_model
+
+    modules = _backends(backend)
+    base = Job(folded, example_input, precisions[0], batches)
+    skipped: list[str] = []
+    candidates: list[tuple[Candidate, Job]] = []
+    for p in precisions:
+        job = base.for_precision(p)
+        for name, module in modules.items():
+            why = module.supports(p, dev)
+            if why:
+                skipped.append(f"{name} {p}: {why}")
+                continue
+            found = module.candidates(job, compile=compile) if name == "torch" else module.candidates(job)
+            candidates += [(c, job) for c in found]
+    if not candidates:
+        raise ResNetError(f"nothing can run precision={precision} backend={backend} here: {'; '.join(skipped)}")
+
+    built: list[tuple[Candidate, Runner, Parity, float]] = []
+    for cand, job in candidates:
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                runner = cand.build()
+                outputs = [runner(x).float().cpu() for x in parity_inputs]  # the first call compiles
+        except ResNetError:
+            raise
+        except Exception as exc:  # an engine that cannot take this model is skipped, not fatal
+            first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
+            skipped.append(f"{_label(cand)}: failed ({type(exc).__name__}: {first_line})")
+            report.debug(f"optimize: {_label(cand)} failed: {exc!r}")
+            continue
+        build_s = time.perf_counter() - start
+        parity = compare(outputs, references, cand.precision)
+        if not parity.ok:
+            skipped.append(f"{_label(cand)}: failed parity (max abs diff {parity.max_abs_diff:.3g}, tolerance "
+                           f"{parity.tolerance:.3g}, {parity.top1_flips} top-1 changes)")
+            continue
+        built.append((cand, runner, parity, build_s))
+    if not built:
+        raise ResNetError(f"no candidate passed the parity check: {'; '.join(skipped)}")
+
+    speeds = time_runners([r for _, r, _, _ in built], example_input)
+    timings = [
+        {"backend": c.backend, "precision": c.precision, "variant": c.variant, "images_per_s": s,
+         "build_s": b, "max_abs_diff": p.max_abs_diff, "top1_agreement": p.top1_agreement}
+        for (c, _, p, b), s in zip(built, speeds)
+    ]
+    best = max(range(len(built)), key=lambda i: speeds[i])
+    cand, runner, parity, build_s = built[best]
+    others = ", ".join(f"{_label(c)} {s:.1f}" for (c, *_), s in sorted(zip(built, speeds), key=lambda t: -t[1]))
+    report.info(
+        f"optimize: {_label(cand)} ({cand.variant}), {speeds[best]:.1f} images/s at batch {example_input.shape[0]}: "
+        f"fastest of [{others}] images/s"
+        + (f"; not used: {'; '.join(skipped)}" if skipped else "")
+        + f"; native bf16 {'yes' if hw.native_bf16(dev) else 'no'}, int8 {'yes' if _native_int8(dev) else 'no'}"
+    )
+    return OptimizedModel(runner, cand, parity, speeds[best], build_s, timings, base)
+
+
+def _label(c: Candidate) -> str:
+    return f"{c.backend} {c.precision}" + (f" {c.variant}" if c.backend == "torch" else "")
+
+
+def _native_int8(dev: torch.device) -> bool:
+    return dev.type == "cpu" and hw.cpu_info().native_int8
+
+
+def _precisions(precision: str, dev: torch.device, *, have_calibration: bool) -> list[str]:
+    if precision == "auto":
+        found = ["fp32"]
+        if hw.native_bf16(dev):
+            found.append("bf16")
+        if _native_int8(dev) and have_calibration:
+            found.append("int8")
+        elif _native_int8(dev):
+            report.debug("optimize: int8 not tried (precision='auto' without calibration batches)")
+        return found
+    if precision == "int8" and not have_calibration:
+        raise ResNetError("precision='int8' needs calibration: an iterable of input batches like example_input "
+                          "(the command line takes them from the training split)")
+    if precision == "bf16" and not hw.native_bf16(dev):
+        report.warn(f"bf16 is not native on this {'GPU' if dev.type == 'cuda' else 'CPU'} (emulated, usually slower than fp32)")
+    if precision == "int8" and not _native_int8(dev):
+        report.info("optimize: this CPU has no VNNI; int8 runs on AVX2 integer units (smaller gain)")
+    return [precision]
+
+
+def _backends(backend: str) -> dict[str, ModuleType]:
+    from resnet.speed.backends import onnxruntime_backend, openvino_backend, torch_backend
+
+    modules = {m.NAME: m for m in (torch_backend, onnxruntime_backend, openvino_backend)}
+    if backend != "auto":
+        why = modules[backend].missing()
+        if why:
+            raise ResNetError(f"backend={backend!r} cannot run here: {why}")
+        return {backend: modules[backend]}
+    available = {}
+    for name, module in modules.items():
+        why = module.missing()
+        if why:
+            report.info(f"optimize: {name} not available ({why}); choosing among the others")
+        else:
+            available[name] = module
+    if set(available) == {"torch"}:
+        report.info("optimize: no ONNX Runtime or OpenVINO here, so backend 'auto' uses torch")
+    return available
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every BatchNorm that directly follows a convolution folded into it.
+
+    Uses torch.fx (``torch.fx.experimental.optimization.fuse``), which sees the real data flow: a
+    BatchNorm that follows anything else (as in pre-activation blocks) or a convolution whose output
+    is also used elsewhere stays as it is. A model fx cannot trace is returned unfolded (the ONNX
+    engines and inductor fold on their own).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    model = copy.deepcopy(model).eval()
+    try:
+        return fuse(model)
+    except Exception as exc:  # fx cannot trace data-dependent control flow; folding is an optimization only
+        report.debug(f"optimize: BatchNorm folding skipped ({type(exc).__name__}: {exc})")
+        return model
+
+
+def check_calibration(calibration: Iterable[Any], sample_shape: tuple[int | None, ...], *,
+                      limit: int = MAX_CALIBRATION_SAMPLES) -> list[torch.Tensor]:
+    """Validate calibration batches against the model's per-sample input shape ``(C, H, W)``.
+
+    Accepts an iterable of tensors (or numpy arrays, or ``(x, y)`` pairs as ``DataSplit.batches``
+    yields), or one 4-D tensor. Returns CPU float32 batches holding at most ``limit`` samples.
+    Raises ``ResNetError`` naming the first bad batch (wrong shape, dtype, NaN/inf) or an empty set.
+    """
+    if isinstance(calibration, (torch.Tensor, np.ndarray)) and calibration.ndim == 4:
+        calibration = [calibration]
+    try:
+        iterator = iter(calibration)
+    except TypeError:
+        raise ResNetError(f"calibration must be an iterable of input batches (N, C, H, W), got {type(calibration).__name__}") from None
+    expected = "(N, " + ", ".join("?" if d is None else str(d) for d in sample_shape) + ")"
+    batches: list[torch.Tensor] = []
+    total = 0
+    index = 0
+    while total < limit:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except ResNetError:
+            raise
+        except Exception as exc:  # a broken loader or generator: say where it broke
+            raise ResNetError(f"reading calibration batch {index} failed: {type(exc).__name__}: {exc}") from None
+        if isinstance(item, (tuple, list)) and item:
+            item = item[0]  # (x, y) from a data loader
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(item)
+        if not isinstance(item, torch.Tensor):
+            raise ResNetError(f"calibration batch {index} is a {type(item).__name__}, not a tensor of images {expected}")
+        if not item.is_floating_point():
+            raise ResNetError(f"calibration batch {index} has dtype {item.dtype}; give float images normalized "
+                              f"exactly like the model's input")
+        shape = tuple(item.shape)
+        if len(shape) != len(sample_shape) + 1 or any(e is not None and s != e for s, e in zip(shape[1:], sample_shape)):
+            raise ResNetError(f"calibration batch {index} has shape {shape}, but the model takes {expected}")
+        if shape[0] == 0:
+            raise ResNetError(f"calibration batch {index} is empty")
+        item = item.detach().to("cpu", torch.float32)[: limit - total].contiguous()
+        if not torch.isfinite(item).all():
+            raise ResNetError(f"calibration batch {index} holds NaN or infinite values (corrupt data?)")
+        batches.append(item)
+        total += item.shape[0]
+        index += 1
+    if not batches:
+        raise ResNetError("calibration is empty: give at least one batch of inputs")
+    if all(float(b.amin()) == float(b.amax()) == float(batches[0].flatten()[0]) for b in batches):
+        raise ResNetError("calibration batches are all one constant value; int8 ranges need real inputs")
+    return batches
+
+
+def compare(outputs: list[torch.Tensor], references: list[torch.Tensor], precision: str) -> Parity:
+    """Parity of candidate outputs against the fp32 eager references (see the module docstring)."""
+    out = torch.cat([o.reshape(o.shape[0], -1) for o in outputs]).float()
+    ref = torch.cat([r.reshape(r.shape[0], -1) for r in references]).float()
+    if out.shape != ref.shape:
+        return Parity(float("inf"), 0.0, 0.0, out.shape[0], ref.shape[0])
+    diff = float((out - ref).abs().max()) if out.numel() else 0.0
+    if not np.isfinite(diff):
+        diff = float("inf")
+    tol = FP32_MAX_ABS_DIFF if precision == "fp32" else RELATIVE_TOLERANCE[precision] * float(ref.abs().max())
+    same = out.argmax(1) == ref.argmax(1)
+    flips = 0
+    if ref.shape[1] > 1:
+        top2 = ref.topk(2, dim=1).values
+        flips = int((~same & (top2[:, 0] - top2[:, 1] > tol)).sum())
+    return Parity(diff, tol, float(same.float().mean()), flips, ref.shape[0])
+
+
+def time_runners(runners: list[Runner], x: torch.Tensor, *, rounds: int = 5, min_round_s: float = 0.1) -> list[float]:
+    """Images/s of each runner on ``x``: alternating rounds (so a load spike hits all alike), median per runner."""
+    per_call: list[list[float]] = [[] for _ in runners]
+    with torch.inference_mode():
+        for runner in runners:  # warm-up, excluded
+            runner(x)
+        for _ in range(rounds):
+            for i, runner in enumerate(runners):
+                calls, start = 0, time.perf_counter()
+                while True:
+                    runner(x)
+                    calls += 1
+                    elapsed = time.perf_counter() - start
+                    if elapsed >= min_round_s:
+                        break
+                per_call[i].append(elapsed / calls)
+    return [x.shape[0] / statistics.median(t) for t in per_call]

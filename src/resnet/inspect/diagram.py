@@ -24,14 +24,16 @@ _FILL = {"Conv2d": "#cfe2f3", "Linear": "#f4cccc", "add": "#d9ead3", "BatchNorm2
 
 
 class _LevelTracer(fx.Tracer):
-    """Treats every module named in ``units`` as one opaque box."""
+    """Treats every module named in ``units``, and every module without sub-modules, as one box."""
 
     def __init__(self, units: set[str]) -> None:
         super().__init__()
         self.units = units
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name in self.units or super().is_leaf_module(m, module_qualified_name)
+        # A module without sub-modules is one layer, even when it is not torch's (a zero-pad shortcut).
+        childless = next(m.children(), None) is None
+        return module_qualified_name in self.units or childless or super().is_leaf_module(m, module_qualified_name)
 
 
 def _units(model: nn.Module, level: str) -> set[str]:

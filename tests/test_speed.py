@@ -1,0 +1,289 @@
+"""resnet.optimize, quantize_onnx_int8 and `resnet bench`: parity per backend, fallbacks, bad calibration.
+
+Small on purpose (a two-block residual net at 16x16), and never timed: the speed figures live in
+benchmarks/README.speed.md, measured with `resnet bench`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from resnet import device as hw
+from resnet.errors import ResNetError
+from resnet.speed import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, check_calibration, fold_batchnorm, optimize
+
+
+class Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(out)))
+
+
+class TinyResNet(nn.Module):
+    """A ResNet in miniature: stem, two basic blocks, pooled linear head."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.blocks = nn.Sequential(Block(width), Block(width))
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def _trained_like(seed: int = 0) -> nn.Module:
+    """Random weights with non-trivial BatchNorm statistics, as after training (fresh BN is the identity)."""
+    torch.manual_seed(seed)
+    model = TinyResNet()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return _trained_like()
+
+
+@pytest.fixture(scope="module")
+def calibration() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(16, 3, 16, 16, generator=g) for _ in range(4)]
+
+
+def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+def test_fold_batchnorm_removes_bn_and_keeps_outputs(model: nn.Module) -> None:
+    x = torch.randn(4, 3, 16, 16)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the caller's model must be left alone"
+    torch.testing.assert_close(_reference(folded, x), _reference(model, x), atol=1e-5, rtol=1e-5)
+
+
+def test_fold_batchnorm_leaves_preactivation_bn() -> None:
+    # BN after a ReLU (pre-activation) cannot go into a convolution: it must survive, outputs unchanged.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3)).eval()
+    model[2].running_mean.uniform_(-1, 1)
+    folded = fold_batchnorm(model)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 1
+    x = torch.randn(2, 3, 12, 12)
+    torch.testing.assert_close(_reference(folded, x), _reference(model, x), atol=1e-5, rtol=1e-5)
+
+
+def _backend_or_skip(backend: str) -> None:
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")  # optional extra: resnet[deploy]
+        pytest.importorskip("onnxscript")
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+        pytest.importorskip("onnxscript")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_fp32_parity(backend: str, model: nn.Module, calibration: list[torch.Tensor]) -> None:
+    _backend_or_skip(backend)
+    x = torch.randn(4, 3, 16, 16)
+    fast = optimize(model, x, precision="fp32", backend=backend, compile=False)
+    assert (fast.backend, fast.precision) == (backend, "fp32")
+    assert fast.max_abs_diff <= FP32_MAX_ABS_DIFF
+    # A new batch of another size: still the same function.
+    fresh = torch.randn(7, 3, 16, 16)
+    out = fast(fresh)
+    assert out.shape == (7, 10) and out.dtype == torch.float32
+    assert float((out - _reference(model, fresh)).abs().max()) <= FP32_MAX_ABS_DIFF
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_parity(backend: str, model: nn.Module, calibration: list[torch.Tensor]) -> None:
+    _backend_or_skip(backend)
+    if backend == "openvino":
+        pytest.importorskip("nncf")
+    x = torch.randn(4, 3, 16, 16)
+    fast = optimize(model, x, precision="int8", backend=backend, calibration=calibration)
+    assert (fast.backend, fast.precision) == (backend, "int8")
+    fresh = torch.cat(calibration[:2])  # the distribution the ranges were calibrated on
+    ref = _reference(model, fresh)
+    out = fast(fresh)
+    diff = float((out - ref).abs().max())
+    assert 0 < diff <= RELATIVE_TOLERANCE["int8"] * float(ref.abs().max()), "int8 must differ a little, not a lot"
+    assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.9
+
+
+def test_int8_on_torch_backend_is_a_clear_error(model: nn.Module, calibration: list[torch.Tensor]) -> None:
+    with pytest.raises(ResNetError, match="int8"):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="int8", backend="torch", calibration=calibration)
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Make ``import X`` fail for each module, as on a machine without the deploy extras."""
+    for name in list(sys.modules):
+        if any(name == m or name.startswith(m + ".") for m in modules):
+            monkeypatch.delitem(sys.modules, name)
+    for m in modules:
+        monkeypatch.setitem(sys.modules, m, None)
+
+
+def test_auto_falls_back_to_torch_without_onnxruntime_and_openvino(
+    model: nn.Module, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _hide(monkeypatch, "onnxruntime", "openvino")
+    caplog.set_level(logging.INFO, logger="resnet")
+    monkeypatch.setattr(logging.getLogger("resnet"), "propagate", True)
+    fast = optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="auto", compile=False)
+    assert fast.backend == "torch"
+    assert fast.max_abs_diff <= FP32_MAX_ABS_DIFF
+    text = caplog.text
+    assert "onnxruntime not available" in text and "openvino not available" in text
+    assert "uses torch" in text
+    with pytest.raises(ResNetError, match=r"backend='openvino'.*resnet\[deploy\]"):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="openvino")
+
+
+def test_int8_without_engines_says_what_to_install(model: nn.Module, calibration: list[torch.Tensor],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide(monkeypatch, "onnxruntime", "openvino")
+    with pytest.raises(ResNetError, match="nothing can run precision=int8"):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="int8", calibration=calibration)
+
+
+def _fake_cpu(monkeypatch: pytest.MonkeyPatch, flags: set[str]) -> None:
+    fake = dataclasses.replace(hw.cpu_info(), flags=frozenset(flags))
+    monkeypatch.setattr(hw, "cpu_info", lambda: fake)
+
+
+def test_auto_precision_follows_the_hardware(model: nn.Module, calibration: list[torch.Tensor],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    x = torch.randn(2, 3, 16, 16)
+    _fake_cpu(monkeypatch, {"avx2", "fma"})  # a Zen 3: no native bf16, no VNNI -> fp32 only
+    fast = optimize(model, x, backend="onnxruntime", calibration=calibration)
+    assert {t["precision"] for t in fast.timings} == {"fp32"}
+    _fake_cpu(monkeypatch, {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})  # a Zen 5
+    fast = optimize(model, x, backend="onnxruntime", calibration=calibration)
+    assert {t["precision"] for t in fast.timings} == {"fp32", "int8"}  # ORT has no bf16 path
+    fast = optimize(model, x, backend="torch", compile=False, calibration=calibration)
+    assert {t["precision"] for t in fast.timings} == {"fp32", "bf16"}  # torch has no int8 path
+    assert fast.precision in ("fp32", "bf16") and fast.images_per_s > 0
+
+
+def test_parity_failure_is_reported(model: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    optimize_module = importlib.import_module("resnet.speed.optimize")  # the module, not the function
+    monkeypatch.setattr(optimize_module, "FP32_MAX_ABS_DIFF", -1.0)  # nothing can pass
+    with pytest.raises(ResNetError, match="no candidate passed the parity check"):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="torch", compile=False)
+
+
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        (None, "needs calibration"),
+        ([], "calibration is empty"),
+        (5, "must be an iterable of input batches"),
+        (["not a tensor"], "batch 0 is a str"),
+        ([torch.randn(4, 1, 28, 28)], r"batch 0 has shape \(4, 1, 28, 28\), but the model takes \(N, 3, 16, 16\)"),
+        ([torch.randn(4, 3, 16, 16), torch.randn(4, 3, 32, 32)], "batch 1 has shape"),
+        ([torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)], "dtype torch.uint8"),
+        ([torch.full((4, 3, 16, 16), float("nan"))], "NaN or infinite"),
+        ([torch.zeros(4, 3, 16, 16)], "one constant value"),
+        ([torch.randn(3, 16, 16)], "has shape"),
+    ],
+)
+def test_bad_calibration_is_a_clear_error(model: nn.Module, calibration: object, message: str) -> None:
+    with pytest.raises(ResNetError, match=message):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="int8", calibration=calibration)
+
+
+def test_calibration_from_a_broken_loader_is_a_clear_error() -> None:
+    def loader():  # noqa: ANN202
+        yield torch.randn(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)
+        raise OSError("truncated file")
+
+    with pytest.raises(ResNetError, match="reading calibration batch 1 failed: OSError: truncated file"):
+        check_calibration(loader(), (3, 16, 16))
+
+
+def test_calibration_accepts_pairs_arrays_and_caps_samples() -> None:
+    pairs = [(torch.randn(300, 3, 8, 8), torch.zeros(300)), (np.random.rand(300, 3, 8, 8).astype(np.float32), None)]
+    batches = check_calibration(pairs, (3, 8, 8), limit=512)
+    assert [b.shape[0] for b in batches] == [300, 212]
+    assert all(b.dtype == torch.float32 for b in batches)
+
+
+def test_quantize_onnx_int8_writes_a_runnable_int8_file(model: nn.Module, calibration: list[torch.Tensor], tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    from resnet.export.onnx import export_onnx
+    from resnet.speed import quantize_onnx_int8
+
+    fp32 = export_onnx(model, calibration[0][:2], tmp_path / "m.onnx")
+    out = quantize_onnx_int8(fp32, tmp_path / "m.int8.onnx", calibration)
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.cat(calibration[2:])
+    y = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    ref = _reference(model, x)
+    assert float((y - ref).abs().max()) <= RELATIVE_TOLERANCE["int8"] * float(ref.abs().max())
+    with pytest.raises(ResNetError, match=r"has shape \(2, 3, 8, 8\), but the model takes \(N, 3, 16, 16\)"):
+        quantize_onnx_int8(fp32, tmp_path / "bad.onnx", [torch.randn(2, 3, 8, 8)])
+    assert not (tmp_path / "bad.onnx").exists()
+    with pytest.raises(ResNetError, match="no such ONNX file"):
+        quantize_onnx_int8(tmp_path / "missing.onnx", tmp_path / "x.onnx", calibration)
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ResNetError, match="not a readable ONNX model"):
+        quantize_onnx_int8(tmp_path / "junk.onnx", tmp_path / "x.onnx", calibration)
+
+
+def test_bench_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from resnet.cli.main import main
+
+    code = main(["-q", "bench", "--model", "resnet20", "--batch", "2", "--input", "16", "--against", "onnxruntime",
+                 "--precision", "fp32", "--rounds", "1", "--round-seconds", "0.01", "--no-compile", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "CPU:" in result["header"]["device"]
+    engines = {r["engine"]: r for r in result["rows"]}
+    assert set(engines) == {"eager (ours, unoptimized)", "ours (resnet.optimize)", "onnxruntime"}
+    assert engines["eager (ours, unoptimized)"]["ratio"] == pytest.approx(1.0)
+    assert all(r["images_per_s"] > 0 and r["batch"] == 2 for r in result["rows"])
+
+
+def test_bench_cli_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet.cli.main import main
+
+    assert main(["bench", "--against", "tensorrt"]) == 2
+    assert "--against tensorrt: not one of" in capsys.readouterr().err
+    assert main(["bench", "--batch", "1,x"]) == 2
+    assert "--batch" in capsys.readouterr().err
+    assert main(["bench", "--model", "resnet51"]) == 2
+    assert "not a registered model" in capsys.readouterr().err

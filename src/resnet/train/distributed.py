@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -73,23 +74,37 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; its gradient is the sum of every process's gradient (each used the total)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training statistics span every process's batch, on any device.
 
     torch's SyncBatchNorm runs on GPUs only; this one all-reduces the per-channel sums with the
-    autograd-aware collective, so gloo on CPU gets the same statistics (and gradients) as one process
+    gradient flowing back through the collective too, so gloo on CPU gets the same statistics (and gradients) as one process
     holding the whole global batch.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
         count = torch.full((1,), xf.numel() // xf.shape[1], dtype=xf.dtype, device=xf.device)
         stats = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count])
-        stats = all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         channels = xf.shape[1]
         total = stats[-1]
         mean = stats[:channels] / total

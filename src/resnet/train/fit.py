@@ -546,6 +546,9 @@ def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = 
     """Load the data, build the model and fit: the whole of ``resnet train``."""
     from resnet.models import create_model
 
+    from resnet.models.registry import get_builder
+
+    get_builder(config.model)  # an unknown name fails now (with close names), not after loading the data
     if out is not None and not distributed.launched_by_torchrun():
         prepare_run_dir(out, resume=resume, overwrite=overwrite, write=False)  # fail before loading anything
     train_data, val_data, test_data = load_data(config)

@@ -1,0 +1,243 @@
+"""The `resnet train`, `resnet eval` and `resnet predict` commands, and surviving SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from resnet.cli.main import main
+
+TINY = ["--model-option", "widths=[4,8,16]"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def fake_fashion_mnist(root: Path, n_train: int = 160, n_test: int = 40, seed: int = 0) -> Path:
+    """Fashion-MNIST's exact on-disk layout (raw IDX files), with an easy pattern: a bright bar per class."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(fmnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    torch.set_num_threads(1)
+    code = main(["train", "--data-dir", str(fmnist), *TINY, "--epochs", "2", "--batch-size", "32", "--val-size", "32",
+                 "--no-amp", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def test_train_prints_test_accuracy_last_and_writes_the_run(fmnist: Path, tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "settings.yaml"
+    cfg.write_text("epochs: 1\nbatch-size: 32\nlr: 0.05\n")
+    out = tmp_path / "run"
+    code, stdout, stderr = run_cli(["train", "--data-dir", str(fmnist), *TINY, "--config", str(cfg), "--lr", "0.03",
+                                    "--val-size", "32", "--no-amp", "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    assert "epoch 1/1" in stderr  # plain per-epoch lines when not on a terminal
+    config = json.loads((out / "config.json").read_text())
+    assert (config["epochs"], config["batch_size"], config["lr"], config["recipe"]) == (1, 32, 0.03, "quick")
+    assert config["amp"] is False and config["channels_last"] is True
+
+
+def test_train_with_no_arguments_is_the_main_job(monkeypatch, capsys) -> None:
+    """No flags: the quick recipe (resnet20, real Fashion-MNIST) into a fresh timestamped run folder."""
+    import resnet.train
+
+    seen = {}
+
+    def fake_run_training(config, *, out, resume, overwrite):
+        seen.update(config=config, out=out)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(resnet.train, "run_training", fake_run_training)
+    with pytest.raises(SystemExit):
+        main(["train"])
+    config = seen["config"]
+    assert (config.model, config.data, config.recipe, config.schedule) == ("resnet20", "fashion-mnist", "quick", "onecycle")
+    assert config.amp is None  # decided by the hardware: on where bf16 is native
+    assert seen["out"].parent == Path("runs") and seen["out"].name.startswith("resnet20-fashion-mnist-")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "resnet21"], "unknown model 'resnet21'; did you mean"),
+        (["--schedule", "cosine", "--warmup-epochs", "5", "--epochs", "2"], "--warmup-epochs"),
+        (["--config", "/nonexistent/c.yaml"], "cannot read config file /nonexistent/c.yaml"),
+        (["--recipe", "paper-cifr"], "unknown recipe 'paper-cifr'; did you mean paper-cifar"),
+    ],
+)
+def test_train_errors_are_one_line(args: list[str], message: str, fmnist: Path, tmp_path: Path, capsys) -> None:
+    code, stdout, stderr = run_cli(["train", "--data-dir", str(fmnist), "--val-size", "32", *args, "--out", str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert stderr.startswith("resnet: error: ") and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_existing_run_folder_unwritable_out_and_resume_misuse(trained_run: Path, tmp_path: Path, capsys) -> None:
+    before = (trained_run / "checkpoints" / "last.safetensors").read_bytes()
+    code, _, stderr = run_cli(["train", "--out", str(trained_run)], capsys)
+    assert code == 2 and "already holds a run" in stderr and f"--resume {trained_run}" in stderr
+    assert (trained_run / "checkpoints" / "last.safetensors").read_bytes() == before
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, stderr = run_cli(["train", "--out", str(blocker / "run")], capsys)
+    assert code == 2 and "is a file" in stderr or "cannot write" in stderr
+    code, _, stderr = run_cli(["train", "--resume", str(trained_run), "--lr", "0.5"], capsys)
+    assert code == 2 and "--resume takes its settings from the run's config.json; drop --lr" in stderr
+    code, _, stderr = run_cli(["train", "--resume", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "cannot resume" in stderr
+
+
+def test_checkpoint_of_another_architecture_is_refused(trained_run: Path, fmnist: Path, tmp_path: Path, capsys) -> None:
+    code, _, stderr = run_cli(["train", "--data-dir", str(fmnist), "--model", "resnet50", "--pretrained",
+                               str(trained_run / "checkpoints" / "last.safetensors"), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and stderr.startswith("resnet: error: ") and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
+    data = fake_fashion_mnist(tmp_path / "data", n_train=352, n_test=32)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "resnet", "train", "--data-dir", str(data), *TINY, "--epochs", "6", "--batch-size", "32",
+            "--val-size", "32", "--ema", "--seed", "3"]
+    straight = subprocess.Popen([*args, "--out", str(tmp_path / "straight")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "checkpoints" / "last.state.pt"
+    deadline = time.monotonic() + 240
+    while not state.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.15)  # somewhere in the next epoch, or in its save
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "summary.json").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run([sys.executable, "-m", "resnet", "train", "--resume", str(tmp_path / "killed")], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and resumed.stdout.strip().startswith("test accuracy: ")
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    for name in ("last", "best"):
+        a = load_file(tmp_path / "straight" / "checkpoints" / f"{name}.safetensors")
+        b = load_file(tmp_path / "killed" / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    epochs = [line.split(",")[0] for line in (tmp_path / "killed" / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 7)]
+    assert len((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) == 6
+    final = [json.loads((tmp_path / run / "summary.json").read_text())["test_top1"] for run in ("straight", "killed")]
+    assert final[0] == final[1]
+
+
+# -- eval and predict ---------------------------------------------------------------------------
+
+
+def test_eval_reports_metrics_and_confusion(trained_run: Path, fmnist: Path, tmp_path: Path, capsys) -> None:
+    code, stdout, stderr = run_cli(["eval", "--checkpoint", str(trained_run), "--data-dir", str(fmnist),
+                                    "--out", str(tmp_path)], capsys)
+    assert code == 0, stderr
+    for word in ("loss", "top-1", "top-5", "per-class accuracy", "T-shirt/top", "Ankle boot"):
+        assert word in stdout
+    rows = (tmp_path / "confusion-test.csv").read_text().splitlines()
+    assert rows[0].split(",")[1] == "T-shirt/top" and len(rows) == 11
+    counts = [[int(v) for v in row.split(",")[1:]] for row in rows[1:]]
+    assert sum(map(sum, counts)) == 40
+    assert (tmp_path / "confusion-test.png").read_bytes()[:4] == b"\x89PNG"
+
+    code, stdout, _ = run_cli(["eval", "--checkpoint", str(trained_run / "checkpoints" / "last.safetensors"),
+                               "--data-dir", str(fmnist), "--out", str(tmp_path), "--json"], capsys)
+    result = json.loads(stdout)
+    assert code == 0 and result["num_samples"] == 40 and 0 <= result["top1"] <= result["top5"] <= 1
+    assert sum(map(sum, result["confusion"])) == 40 and set(result["per_class"]) == set(result["class_names"])
+    # The same numbers as the run's own final test evaluation (same weights: the last epoch).
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert result["top1"] == pytest.approx(summary["test_top1"]) and result["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+
+
+def test_eval_refuses_a_foreign_file(tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "model.safetensors"
+    bogus.write_bytes(b"not a checkpoint at all")
+    code, _, stderr = run_cli(["eval", "--checkpoint", str(bogus)], capsys)
+    assert code == 2 and stderr.startswith("resnet: error: ") and len(stderr.strip().splitlines()) == 1
+
+
+def test_predict_table_and_json(trained_run: Path, fmnist: Path, tmp_path: Path, capsys) -> None:
+    from resnet.data.idx import IMAGES_MAGIC, read_idx
+
+    images = read_idx(fmnist / "t10k-images-idx3-ubyte", IMAGES_MAGIC)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(images[i]).save(path)
+        paths.append(str(path))
+    code, stdout, stderr = run_cli(["predict", "--checkpoint", str(trained_run), *paths, "--top-k", "3"], capsys)
+    assert code == 0, stderr
+    assert all(p in stdout for p in paths) and "probability" in stdout
+    code, stdout, _ = run_cli(["predict", "--checkpoint", str(trained_run), *paths, "--top-k", "3", "--json"], capsys)
+    predictions = json.loads(stdout)
+    assert [p["image"] for p in predictions] == paths
+    for p in predictions:
+        probs = [c["probability"] for c in p["predictions"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    # The top class agrees with the model run directly on the same pixels.
+    from resnet.models import model_from_checkpoint
+
+    model, meta = model_from_checkpoint(trained_run / "checkpoints" / "best.safetensors")
+    x = (torch.from_numpy(images[:3].copy()).float().div(255).unsqueeze(1) - meta["mean"][0]) / meta["std"][0]
+    with torch.no_grad():
+        top = model.eval()(x).argmax(1).tolist()
+    assert [p["predictions"][0]["index"] for p in predictions] == top
+    code, _, stderr = run_cli(["predict", "--checkpoint", str(trained_run), str(tmp_path / "missing.png")], capsys)
+    assert code == 2 and "image not found" in stderr

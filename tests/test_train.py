@@ -1,0 +1,349 @@
+"""resnet.train: configuration precedence, schedules, fit's run folder, exact resume, NaN handling, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from resnet import create_model
+from resnet.data import load
+from resnet.errors import ResNetError
+from resnet.train import TrainConfig, evaluate, fit, resolve_config
+from resnet.train.checkpoint import load_state
+from resnet.train.schedule import lr_factor_fn
+
+TINY = {"widths": [4, 8, 16]}  # resnet20's layout at a quarter of the width: fast, still residual
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The CPU is shared: one thread each avoids oversubscription stalls (and keeps results reproducible).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def fake_fashion_mnist(root: Path, n_train: int = 160, n_test: int = 40, seed: int = 0) -> Path:
+    """Fashion-MNIST's exact on-disk layout (raw IDX files), with an easy pattern: a bright bar per class."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+def tiny_config(data_dir: Path, **overrides: object) -> TrainConfig:
+    values = dict(data_dir=str(data_dir), model_options=TINY, epochs=3, batch_size=32, val_size=32, lr=0.1,
+                  schedule="cosine", amp=False, num_workers=0)
+    values.update(overrides)
+    return resolve_config(values)
+
+
+def splits(config: TrainConfig):
+    from resnet.train.fit import load_data
+
+    return load_data(config)
+
+
+def tiny_model(train_data, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return create_model("resnet20", num_classes=train_data.num_classes, in_chans=train_data.in_chans, **TINY)
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_precedence_defaults_recipe_file_flags(tmp_path: Path) -> None:
+    assert TrainConfig().epochs == 30
+    quick = resolve_config({})
+    assert (quick.model, quick.data, quick.recipe) == ("resnet20", "fashion-mnist", "quick")
+    paper = resolve_config({}, recipe="paper-cifar")
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.batch_size) == (0.1, 0.9, 1e-4, 128)
+    assert (paper.milestone_steps, paper.max_steps, paper.val_size, paper.augment) == ([32000, 48000], 64000, 5000, True)
+    imagenet = resolve_config({"recipe": "paper-imagenet"})
+    assert (imagenet.batch_size, imagenet.step_every) == (256, 30)
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("recipe: paper-cifar\nlr: 0.05\nweight-decay: 0.0005\n")
+    config = resolve_config({"lr": 0.2}, config_file=cfg_file)
+    assert config.recipe == "paper-cifar" and config.max_steps == 64000  # the file's recipe applies
+    assert config.weight_decay == 5e-4  # file beats recipe
+    assert config.lr == 0.2  # flag beats file
+    json_file = tmp_path / "c.json"
+    json_file.write_text(json.dumps({"epochs": 7}))
+    assert resolve_config({}, config_file=json_file).epochs == 7
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ResNetError, match="unknown training setting 'weight-decy'.*did you mean weight_decay"):
+        resolve_config({"weight-decy": 0.1})
+    with pytest.raises(ResNetError, match="unknown recipe 'paper-cifr'.*paper-cifar"):
+        resolve_config({}, recipe="paper-cifr")
+    with pytest.raises(ResNetError, match="--schedule"):
+        resolve_config({"schedule": "linear"})
+    with pytest.raises(ResNetError, match="--batch-size"):
+        resolve_config({"batch_size": 0})
+
+
+def test_schedules() -> None:
+    paper = resolve_config({}, recipe="paper-cifar")
+    f = lr_factor_fn(paper, steps_per_epoch=352, total_steps=64000)
+    assert [f(s) for s in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    imagenet = resolve_config({}, recipe="paper-imagenet")
+    g = lr_factor_fn(imagenet, steps_per_epoch=10, total_steps=900)
+    assert [g(s) for s in (0, 299, 300, 600, 899)] == pytest.approx([1, 1, 0.1, 0.01, 0.01])
+    warm = lr_factor_fn(resolve_config({"schedule": "cosine", "warmup_epochs": 2}), 10, 100)
+    assert [warm(s) for s in (0, 9, 19)] == pytest.approx([0.05, 0.5, 1.0])
+    assert warm(99) < 0.01 and warm(20) > warm(60) > warm(99)
+    one = lr_factor_fn(resolve_config({"schedule": "onecycle"}), 10, 100)
+    assert one(0) == pytest.approx(1 / 25) and one(30) == pytest.approx(1.0) and one(99) < 1e-3
+
+
+# -- fit and evaluate ---------------------------------------------------------------------------
+
+
+def test_fit_writes_a_complete_run_folder(fmnist: Path, tmp_path: Path) -> None:
+    config = tiny_config(fmnist, epochs=2, ema=True)
+    train, val, test = splits(config)
+    assert len(train) == 128 and len(val) == 32
+    out = tmp_path / "run"
+    result = fit(tiny_model(train), train, val, config, out=out, test_data=test)
+
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["model"] == "resnet20" and resolved["versions"]["torch"] == torch.__version__
+    assert resolved["dataset"]["mean"] == list(train.mean) and resolved["dataset"]["train_size"] == 128
+    assert "CPU" in resolved["hardware"]
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",")[:5] == ["epoch", "train_loss", "train_top1", "val_loss", "val_top1"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["images_per_s"] > 0 for r in rows)
+    assert rows[0]["lr"] > rows[1]["lr"] >= 0  # cosine, logged at each epoch's end
+    for name in ("last.safetensors", "last.state.pt", "best.safetensors"):
+        assert (out / "checkpoints" / name).is_file()
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_top1"] == pytest.approx(result.test.top1) and summary["test_size"] == 40
+
+    from resnet.models import model_from_checkpoint, read_metadata
+
+    meta = read_metadata(out / "checkpoints" / "last.safetensors")
+    assert meta["class_names"] == train.class_names and meta["mean"] == list(train.mean)
+    assert meta["image_size"] == [28, 28] and meta["dataset"] == "fashion-mnist" and meta["epoch"] == 2
+    # The weights file holds the model fit() hands back (the EMA model here), exactly.
+    reloaded, _ = model_from_checkpoint(out / "checkpoints" / "last.safetensors")
+    for (k, a), b in zip(result.model.state_dict().items(), reloaded.state_dict().values()):
+        assert torch.equal(a.cpu(), b), k
+
+
+def test_evaluate_counts(fmnist: Path) -> None:
+    config = tiny_config(fmnist)
+    train, _, test = splits(config)
+    model = tiny_model(train)
+    result = evaluate(model, test, batch_size=16)
+    assert result.num_samples == 40 and int(result.confusion.sum()) == 40
+    assert result.confusion.shape == (10, 10) and result.top1 <= result.top5 <= 1.0
+    assert result.top1 == pytest.approx(float(result.confusion.diag().sum()) / 40)
+    # Against a direct computation.
+    model.eval()
+    x, y = next(test.batches(40))
+    with torch.no_grad():
+        logits = model(x)
+    assert result.top1 == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert result.loss == pytest.approx(float(nn.functional.cross_entropy(logits, y)), rel=1e-5)
+    counts = result.confusion.sum(1)
+    for c in range(10):
+        if counts[c]:
+            assert result.per_class[c] == pytest.approx(float(result.confusion[c, c] / counts[c]))
+        else:
+            assert math.isnan(result.per_class[c])
+
+
+def test_fit_learns(fmnist: Path) -> None:
+    config = tiny_config(fmnist, epochs=6, batch_size=16, lr=0.05, schedule="onecycle", val_size=None)
+    train, _, test = splits(config)
+    before = evaluate(tiny_model(train), test).loss
+    result = fit(tiny_model(train), train, None, config, test_data=test)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.test.loss < before
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class _SignalAfter:
+    """A DataSplit stand-in whose batches() sends this process a SIGTERM after ``n`` batches of epoch ``epoch``."""
+
+    def __init__(self, data, epoch: int, n: int) -> None:
+        self.data, self.epoch, self.n = data, epoch, n
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self, *args, **kwargs):
+        for i, batch in enumerate(self.data.batches(*args, **kwargs)):
+            if kwargs.get("epoch") == self.epoch and i == self.n:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+
+def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(fmnist: Path, tmp_path: Path) -> None:
+    config = tiny_config(fmnist, epochs=3, ema=True, augment=True, model_options={**TINY, "drop_path_rate": 0.1})
+    train, val, _ = splits(config)
+    reference = fit(tiny_model(train), train, val, config, out=tmp_path / "straight")
+
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_model(train), _SignalAfter(train, epoch=1, n=2), val, config, out=out)
+    state = load_state(out / "checkpoints" / "last.state.pt")
+    assert (state["epoch"], state["batch"]) == (1, 3)  # mid-epoch: epoch 2, after the step in flight
+    # Resume with freshly initialized (different) weights: everything must come from the checkpoint.
+    resumed = fit(tiny_model(train, seed=123), train, val, config, out=out, resume=True)
+    for (k, a), b in zip(_weights(reference.model).items(), _weights(resumed.model).values()):
+        assert torch.equal(a, b), k
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2", "3"]
+    straight = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert straight["val_loss"] == json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"]
+
+
+class _NaNAfter(nn.Module):
+    """Wraps a model; its training forward returns NaN logits from call ``n`` on (``once``: only call n)."""
+
+    def __init__(self, model: nn.Module, n: int, once: bool = False) -> None:
+        super().__init__()
+        self.model, self.n, self.once, self.calls = model, n, once, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.n or (self.calls > self.n and not self.once):
+                return out * float("nan")
+        return out
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(fmnist: Path, tmp_path: Path) -> None:
+    config = tiny_config(fmnist, epochs=3)
+    train, val, _ = splits(config)  # 4 steps per epoch
+    out = tmp_path / "nan"
+    with pytest.raises(ResNetError, match=r"loss is nan at epoch 2, step 3 of 4.*last good checkpoint.*epoch 1"):
+        fit(_NaNAfter(tiny_model(train), n=7), train, val, config, out=out)
+    state = load_state(out / "checkpoints" / "last.state.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+    config = tiny_config(fmnist, epochs=2, skip_nonfinite=True)
+    model = _NaNAfter(tiny_model(train), n=3, once=True)
+    result = fit(model, train, val, config)
+    assert result.summary["nonfinite_steps"] == 1 and result.history[-1]["nonfinite_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_run_folder_errors_and_nothing_overwritten(fmnist: Path, tmp_path: Path) -> None:
+    config = tiny_config(fmnist, epochs=1)
+    train, val, _ = splits(config)
+    out = tmp_path / "run"
+    fit(tiny_model(train), train, val, config, out=out)
+    before = (out / "checkpoints" / "last.safetensors").read_bytes()
+    with pytest.raises(ResNetError, match="already holds a run.*--resume.*--overwrite"):
+        fit(tiny_model(train), train, val, config, out=out)
+    assert (out / "checkpoints" / "last.safetensors").read_bytes() == before
+    with pytest.raises(ResNetError, match="cannot write to run folder"):
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        fit(tiny_model(train), train, val, config, out=blocker / "run")
+    with pytest.raises(ResNetError, match="holds a resnet20 run but the model is resnet32"):
+        torch.manual_seed(0)
+        other = create_model("resnet32", num_classes=10, in_chans=1, **TINY)
+        fit(other, train, val, config, out=out, resume=True)
+    with pytest.raises(ResNetError, match="cannot resume .*does not exist"):
+        fit(tiny_model(train), train, val, config, out=tmp_path / "nowhere", resume=True)
+
+
+def test_disk_full_during_save_keeps_the_previous_checkpoint(fmnist: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    config = tiny_config(fmnist, epochs=1)
+    train, val, _ = splits(config)
+    out = tmp_path / "run"
+    fit(tiny_model(train), train, val, config, out=out)
+    good_state = (out / "checkpoints" / "last.state.pt").read_bytes()
+
+    def full(obj: object, tmp: Path, *args, **kwargs) -> None:
+        Path(tmp).write_bytes(b"partial")  # the write gets half-way, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    config2 = tiny_config(fmnist, epochs=2)
+    with pytest.raises(ResNetError, match="could not save checkpoint .*last.state.pt: No space left on device; the previous checkpoint is intact"):
+        fit(tiny_model(train), train, val, config2, out=tmp_path / "run2")
+    monkeypatch.undo()
+    assert (out / "checkpoints" / "last.state.pt").read_bytes() == good_state
+    assert not [p for p in (tmp_path / "run2" / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+# -- distributed -----------------------------------------------------------------------------------
+
+
+def test_ddp_two_gloo_processes_match_one_process(fmnist: Path, tmp_path: Path) -> None:
+    common = ["--data-dir", str(fmnist), "--model-option", "widths=[4,8,16]", "--epochs", "2", "--batch-size", "32",
+              "--val-size", "32", "--no-amp", "--no-augment", "--sync-bn", "--lr", "0.02", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "resnet", "train", *common, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "resnet", "train", *common, "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    rows = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("one", "two")}
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+    # The first steps agree to float rounding; later ones drift apart only as rounding compounds
+    # (batches of 16 vs 32 take different conv kernels; gradients are averaged in another order).
+    assert rows["two"][0]["train_loss"] == pytest.approx(rows["one"][0]["train_loss"], rel=1e-5)
+    for a, b in zip(rows["one"], rows["two"], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=5e-3)
+    from safetensors.torch import load_file
+
+    w1, w2 = (load_file(tmp_path / name / "checkpoints" / "last.safetensors") for name in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    floats = [k for k in w1 if w1[k].is_floating_point()]
+    flat1, flat2 = (torch.cat([w[k].double().flatten() for k in floats]) for w in (w1, w2))
+    assert float((flat1 - flat2).norm() / flat1.norm()) < 1e-3
+    assert two.stdout.count("test accuracy") == 1  # rank 0 alone reports

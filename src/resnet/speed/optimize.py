@@ -10,7 +10,8 @@ OpenVINO did).
 
 Parity, checked on the example batch and the calibration batches before anything is returned:
 
-* fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3).
+* fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3); for logits
+  beyond +-1 that bound scales with the largest |logit| (fp32 rounding is relative).
 * bf16, int8: max abs difference <= ``RELATIVE_TOLERANCE[precision]`` x the largest reference |logit|
   (bf16 5 %, int8 10 %), and the same top-1 class on every sample except near-ties, i.e. samples
   whose reference top-1/top-2 margin is below that same tolerance.
@@ -130,6 +131,9 @@ def optimize(
     if calibration is not None:
         batches = check_calibration(calibration, tuple(example_input.shape[1:]))
     precisions = _precisions(precision, dev, have_calibration=bool(batches))
+    skipped: list[str] = []
+    if precision == "auto" and _native_int8(dev) and not batches:
+        skipped.append("int8: no calibration batches given")
 
     reference_model = copy.deepcopy(model).eval().float().to(dev)
     parity_inputs = [example_input] + [b.to(dev) for b in batches]
@@ -140,7 +144,6 @@ def optimize(
 
     modules = _backends(backend)
     base = Job(folded, example_input, precisions[0], batches)
-    skipped: list[str] = []
     candidates: list[tuple[Candidate, Job]] = []
     for p in precisions:
         job = base.for_precision(p)
@@ -211,8 +214,6 @@ def _precisions(precision: str, dev: torch.device, *, have_calibration: bool) ->
             found.append("bf16")
         if _native_int8(dev) and have_calibration:
             found.append("int8")
-        elif _native_int8(dev):
-            report.debug("optimize: int8 not tried (precision='auto' without calibration batches)")
         return found
     if precision == "int8" and not have_calibration:
         raise ResNetError("precision='int8' needs calibration: an iterable of input batches like example_input "
@@ -326,7 +327,10 @@ def compare(outputs: list[torch.Tensor], references: list[torch.Tensor], precisi
     diff = float((out - ref).abs().max()) if out.numel() else 0.0
     if not np.isfinite(diff):
         diff = float("inf")
-    tol = FP32_MAX_ABS_DIFF if precision == "fp32" else RELATIVE_TOLERANCE[precision] * float(ref.abs().max())
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    # fp32 rounding is relative: logits in the thousands (a deep net fresh from random init) differ
+    # in absolute terms by more than 1e-3 from the mere reordering of sums that folding causes.
+    tol = FP32_MAX_ABS_DIFF * max(1.0, scale) if precision == "fp32" else RELATIVE_TOLERANCE[precision] * scale
     same = out.argmax(1) == ref.argmax(1)
     flips = 0
     if ref.shape[1] > 1:

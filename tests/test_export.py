@@ -17,6 +17,11 @@ onnx = pytest.importorskip("onnx")  # the optional [export] extra
 pytest.importorskip("onnxruntime")
 
 
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)  # random weights, but the same ones every run
+
+
 def _max_diff(model: torch.nn.Module, run, x: torch.Tensor) -> float:
     with torch.no_grad():
         return (run(x) - model.eval()(x)).abs().max().item()

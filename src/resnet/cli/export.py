@@ -75,7 +75,10 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         model, meta = model_from_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
         return model.eval(), meta
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
-    report.info(f"exporting {args.model} with fresh random weights (use --checkpoint for trained ones)")
+    report.info(f"exporting {args.model} with fresh random weights, seed 0 (use --checkpoint for trained ones)")
+    import torch
+
+    torch.manual_seed(0)  # the same file, and the same parity figure, on every run
     return create_model(args.model, **options).eval(), {}
 
 

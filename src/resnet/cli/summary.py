@@ -85,7 +85,9 @@ def _table1(args: argparse.Namespace) -> int:
     from resnet import report
     from resnet.inspect.table1 import table1
 
-    side = int(args.input.lower().split("x")[-1]) if args.input else 224
+    from resnet.inspect.summary import parse_input_size
+
+    side = parse_input_size(args.input)[-1] if args.input else 224
     t = table1(image_size=side)
     if args.json:
         report.result_json(t.to_dict())

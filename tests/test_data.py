@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -29,6 +32,20 @@ def no_system_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(locate, "CACHE_DIR", empty / "cache")
     monkeypatch.delenv("RESNET_DATA", raising=False)
     return empty
+
+
+@contextmanager
+def _warnings_logged() -> Iterator[list[str]]:
+    """Warnings the library reports through the "resnet" logger (however it was configured)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("resnet")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def _read_idx_raw(path: Path) -> np.ndarray:
@@ -66,6 +83,9 @@ def test_fashion_mnist_lookup_order(tmp_path: Path, no_system_data: Path, monkey
     monkeypatch.setenv("RESNET_DATA", str(env))
     assert len(load("fashion-mnist")) == 12  # $RESNET_DATA
     assert len(load("fashion_mnist", data_dir=given.parent)) == 14  # --data-dir first, in its fashion-mnist/ sub-folder
+    with _warnings_logged() as messages:
+        assert len(load("fashion-mnist", data_dir=tmp_path / "elsewhere")) == 12  # not there: falls back, and says so
+    assert messages == [f"warning: fashion-mnist is not in {tmp_path / 'elsewhere'}; using {env}"]
     # torchvision's download layout under the cache folder is found too.
     monkeypatch.delenv("RESNET_DATA")
     fixtures.write_fashion_mnist(locate.CACHE_DIR / "FashionMNIST" / "raw", train=16, test=4)

@@ -82,13 +82,13 @@ class CIFAR(Source):
         folder_name, self.train_files, self.test_file, self.meta_file, self.label_key, self.names_key = LAYOUT[name]
         subdirs = (folder_name, "")
         roots = locate.search_roots(data_dir, name)
-        folder = locate.find(name, roots, subdirs, self._complete)
+        folder = locate.find(name, roots, subdirs, self._complete, given=data_dir)
         if folder is None and download:
             locate.torchvision_download(name, data_dir)
             folder = locate.find(name, [locate.download_root(data_dir)], subdirs, self._complete)
         if folder is None:
             expected = f"the python version of the batches: {folder_name}/{{{', '.join(self._all_files())}}}"
-            raise locate.not_found(name, roots, subdirs, expected, "the 'CIFAR python version' archive from www.cs.toronto.edu/~kriz/cifar.html unpacked there")
+            raise locate.not_found(name, roots, subdirs, expected, "Get the python version archive from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it in one of those folders")
         self.folder = folder
         meta_path = folder / self.meta_file
         names = _key(read_batch(meta_path), self.names_key, meta_path)

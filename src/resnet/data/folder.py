@@ -70,10 +70,13 @@ class ImageFolder(Source):
         index = {name: i for i, name in enumerate(self.class_names)}
         files: list[Path] = []
         labels: list[int] = []
+        ignored: list[Path] = []
         for folder in sorted(d for d in tree.iterdir() if d.is_dir() and not d.name.startswith(".")):
             if folder.name not in index:
                 raise ResNetError(f"class folder {folder} is not among the training classes in {self.trees['train']}")
-            found = sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
+            entries = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+            found = sorted(p for p in entries if is_image_file(p))
+            ignored += [p for p in entries if not is_image_file(p)]
             if not found and split == "train":
                 raise ResNetError(f"class folder {folder} has no image files ({', '.join(IMAGE_EXTENSIONS)}); "
                                   "add images or remove the folder")
@@ -81,6 +84,9 @@ class ImageFolder(Source):
             labels += [index[folder.name]] * len(found)
         if not files:
             raise ResNetError(f"no image files in {tree}; expected {tree}/<class name>/<image files>")
+        if ignored:
+            report.info(f"ignored {len(ignored)} file(s) in {tree} that are not {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} "
+                        f"images, e.g. {ignored[0]}")
         self._listing[split] = (files, labels)
         return files, labels
 

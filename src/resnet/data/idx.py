@@ -66,13 +66,13 @@ class FashionMNIST(Source):
 
     def __init__(self, data_dir: str | os.PathLike[str] | None, download: bool) -> None:
         roots = locate.search_roots(data_dir, self.name)
-        folder = locate.find(self.name, roots, SUBDIRS, _complete)
+        folder = locate.find(self.name, roots, SUBDIRS, _complete, given=data_dir)
         if folder is None and download:
             locate.torchvision_download(self.name, data_dir)
             folder = locate.find(self.name, [locate.download_root(data_dir)], SUBDIRS, _complete)
         if folder is None:
             expected = ", ".join(f"{s}[.gz]" for pair in FILES.values() for s in pair)
-            raise locate.not_found(self.name, roots, SUBDIRS, expected, "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu)")
+            raise locate.not_found(self.name, roots, SUBDIRS, expected, "Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu)")
         self.folder = folder
 
     def cache_key(self) -> tuple[object, ...]:

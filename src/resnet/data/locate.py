@@ -30,12 +30,18 @@ def find(
     roots: Sequence[Path],
     subdirs: Sequence[str],
     is_complete: Callable[[Path], bool],
+    given: str | os.PathLike[str] | None = None,
 ) -> Path | None:
-    """The first ``root/subdir`` (in that order) that holds a complete copy, or None."""
+    """The first ``root/subdir`` (in that order) that holds a complete copy, or None.
+
+    ``given`` is the folder the user named (--data-dir): finding the set elsewhere is said aloud.
+    """
     for root in roots:
         for sub in subdirs:
             candidate = root / sub if sub else root
             if candidate.is_dir() and is_complete(candidate):
+                if given is not None and root != Path(given).expanduser():
+                    report.warn(f"{dataset} is not in {given}; using {candidate}")
                 report.debug(f"{dataset}: using {candidate}")
                 return candidate
     return None
@@ -44,8 +50,8 @@ def find(
 def not_found(dataset: str, roots: Sequence[Path], subdirs: Sequence[str], expected: str, how: str) -> ResNetError:
     looked = ", ".join(str(r / s if s else r) for r in roots for s in subdirs)
     return ResNetError(
-        f"{dataset} not found; looked in: {looked}. Expected {expected}. Get it with {how}, "
-        f"or pass --download (needs a network), or point --data-dir (or $RESNET_DATA) at a folder holding those files"
+        f"{dataset} not found; looked in: {looked}. Expected {expected}. {how}; or pass --download (needs a network), "
+        f"or point --data-dir (or $RESNET_DATA) at a folder holding those files"
     )
 
 

@@ -22,17 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resnet import report
-    from resnet.cli.summary import _is_cifar
     from resnet.inspect.diagram import render
-    from resnet.inspect.summary import meta_model, parse_input_size
+    from resnet.inspect.summary import default_input_size, meta_model, parse_input_size
 
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
     model = meta_model(args.name, **options)
-    if args.input:
-        size = parse_input_size(args.input)
-    else:
-        side = 32 if _is_cifar(args.name) else 224
-        size = (getattr(model, "in_chans", args.in_chans or 3), side, side)
+    size = parse_input_size(args.input) if args.input else default_input_size(args.name, getattr(model, "in_chans", 3))
     path = render(model, args.output, level=args.level, input_size=size[-3:])
     report.info(f"wrote {path} ({args.level} level)")
     return 0

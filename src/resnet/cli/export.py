@@ -83,8 +83,7 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def _input_size(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> tuple[int, int, int]:
-    from resnet.cli.summary import _is_cifar
-    from resnet.inspect.summary import parse_input_size
+    from resnet.inspect.summary import default_input_size, parse_input_size
 
     in_chans = int(meta.get("in_chans") or getattr(model, "in_chans", 3))
     if args.input:
@@ -94,8 +93,7 @@ def _input_size(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> t
     if image_size:
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         return (in_chans, int(h), int(w))
-    side = 32 if args.model and _is_cifar(args.model) else 224
-    return (in_chans, side, side)
+    return default_input_size(args.model or str(meta.get("arch", "")), in_chans)
 
 
 def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], example: Any) -> int:

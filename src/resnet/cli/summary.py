@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.depth < 1:
         raise ResNetError(f"--depth must be 1 or more, got {args.depth}")
 
-    from resnet.inspect.summary import human, meta_model, parse_input_size, summary
+    from resnet.inspect.summary import default_input_size, human, meta_model, parse_input_size, summary
 
     options = {}
     if args.num_classes is not None:
@@ -46,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.in_chans is not None:
         options["in_chans"] = args.in_chans
     model = meta_model(args.name, **options)
-    if args.input:
-        size = parse_input_size(args.input)
-    else:
-        # CIFAR-style nets (3x3 stem, 10 classes) are meant for 32x32 images.
-        side = 32 if _is_cifar(args.name) else 224
-        size = (getattr(model, "in_chans", args.in_chans or 3), side, side)
+    size = parse_input_size(args.input) if args.input else default_input_size(args.name, getattr(model, "in_chans", 3))
     s = summary(model, size)
     if args.json:
         report.result_json(s.to_dict(args.depth))
@@ -72,13 +67,6 @@ def run(args: argparse.Namespace) -> int:
         f"not in the headline, elements processed by: {other}"
     )
     return 0
-
-
-def _is_cifar(name: str) -> bool:
-    # The registry's CIFAR nets: resnet20/32/44/56/110/1202, plain20.., preact_resnet110.
-    import re
-
-    return bool(re.fullmatch(r"(resnet|plain|preact_resnet)(20|32|44|56|110|1202)", name))
 
 
 def _table1(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,7 +78,7 @@ def _export(model: nn.Module, example_input: torch.Tensor, tmp: Path, dynamic_ba
         torch.onnx.export(model, (example_input,), str(tmp), dynamo=False, dynamic_axes=dynamic_axes, **names)
 
 
-def onnx_session(path: str | os.PathLike[str], *, providers: list[str] | None = None):  # -> onnxruntime.InferenceSession
+def onnx_session(path: str | os.PathLike[str], *, providers: list[str] | None = None) -> Any:  # onnxruntime.InferenceSession
     """An onnxruntime session for ``path`` (CPU unless ``providers`` says otherwise)."""
     try:
         import onnxruntime as ort
@@ -94,7 +95,7 @@ def onnx_session(path: str | os.PathLike[str], *, providers: list[str] | None = 
         raise ResNetError(f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
 
-def run_onnx(session_or_path, x: torch.Tensor) -> torch.Tensor:
+def run_onnx(session_or_path: Any, x: torch.Tensor) -> torch.Tensor:
     """Run an ONNX file (or an open session) on ``x``; returns the first output as a CPU tensor."""
     session = onnx_session(session_or_path) if isinstance(session_or_path, (str, os.PathLike)) else session_or_path
     name = session.get_inputs()[0].name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -104,7 +105,7 @@ def _describe(module: nn.Module) -> str:
     return ""
 
 
-def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...] = (3, 224, 224), title: str | None = None):  # -> graphviz.Digraph
+def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...] = (3, 224, 224), title: str | None = None) -> Any:  # graphviz.Digraph
     """A ``graphviz.Digraph`` of ``model`` at ``level`` (boxes labelled name, type, output shape)."""
     try:
         import graphviz

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -241,6 +242,14 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224), *, devi
         macs=sum(own_macs.values()),
         other_ops=other,
     )
+
+
+def default_input_size(name: str, in_chans: int = 3) -> tuple[int, int, int]:
+    """The image size a registered model is meant for: 32x32 for the CIFAR nets, else 224x224."""
+    # The registry's CIFAR nets: resnet20/32/44/56/110/1202, plain20.., preact_resnet110/164/1001.
+    cifar = re.fullmatch(r"(resnet|plain|preact_resnet)(20|32|44|56|110|164|1001|1202)", name)
+    side = 32 if cifar else 224
+    return (in_chans, side, side)
 
 
 def meta_model(name: str, **options: Any) -> nn.Module:

@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write ONNX / TorchScript / torch.export files, checked against PyTorch",
         description="Export a model, then run the written file on a batch (onnxruntime for ONNX) and compare "
         "with PyTorch. Exits 1 when the max abs difference of the logits is above 1e-4 (for int8: when "
-        "top-1 agrees with fp32 on fewer than 90%% of real images).",
+        "top-1 agrees with fp32 on fewer than 90% of real images).",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet")

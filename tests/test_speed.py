@@ -287,3 +287,12 @@ def test_bench_cli_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None
     assert "--batch" in capsys.readouterr().err
     assert main(["bench", "--model", "resnet51"]) == 2
     assert "not a registered model" in capsys.readouterr().err
+
+
+def test_wrong_example_input_is_a_clear_error(model: nn.Module) -> None:
+    with pytest.raises(ResNetError, match=r"cannot run an input of shape \(2, 1, 16, 16\)"):
+        optimize(model, torch.randn(2, 1, 16, 16), precision="fp32", backend="torch")
+    with pytest.raises(ResNetError, match="example_input must be a float batch"):
+        optimize(model, torch.randn(3, 16, 16), precision="fp32", backend="torch")
+    with pytest.raises(ResNetError, match="precision 'fp16' is not one of"):
+        optimize(model, torch.randn(2, 3, 16, 16), precision="fp16")

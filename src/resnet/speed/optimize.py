@@ -15,6 +15,8 @@ Parity, checked on the example batch and the calibration batches before anything
 * bf16, int8: max abs difference <= ``RELATIVE_TOLERANCE[precision]`` x the largest reference |logit|
   (bf16 5 %, int8 10 %), and the same top-1 class on every sample except near-ties, i.e. samples
   whose reference top-1/top-2 margin is below that same tolerance.
+
+The parity batches are the example batch plus the first ``PARITY_SAMPLES`` calibration samples.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ FP32_MAX_ABS_DIFF = 1e-3
 RELATIVE_TOLERANCE = {"bf16": 0.05, "int8": 0.10}
 # Enough samples to set int8 ranges well (NNCF's default subset is 300); more only costs time.
 MAX_CALIBRATION_SAMPLES = 512
+# Calibration samples the parity check runs every candidate on (besides the example batch).
+PARITY_SAMPLES = 128
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def optimize(
     int8 only when ``calibration`` is given). ``backend``: "torch", "onnxruntime", "openvino", or
     "auto" (time all installed ones on ``example_input``'s shape, keep the fastest). ``calibration``:
     an iterable of input batches (tensors shaped like ``example_input``, or ``(x, y)`` pairs; the
-    first ``MAX_CALIBRATION_SAMPLES`` samples are used), required for int8 and used for the parity
-    check. ``compile``: also try torch.compile (slow to build: about a minute for a resnet50).
+    first ``MAX_CALIBRATION_SAMPLES`` samples are used), required for int8; its first
+    ``PARITY_SAMPLES`` samples also serve the parity check. ``compile``: also try torch.compile (slow to build: about a minute for a resnet50).
     ``model`` is not modified. Raises ``ResNetError`` for unusable arguments or when no candidate passes.
     """
     if precision not in (*PRECISIONS, "auto"):
@@ -136,9 +140,13 @@ def optimize(
         skipped.append("int8: no calibration batches given")
 
     reference_model = copy.deepcopy(model).eval().float().to(dev)
-    parity_inputs = [example_input] + [b.to(dev) for b in batches]
-    with torch.inference_mode():
-        references = [reference_model(x).float().cpu() for x in parity_inputs]
+    parity_inputs = [example_input] + [b.to(dev) for b in _first_samples(batches, PARITY_SAMPLES)]
+    try:
+        with torch.inference_mode():
+            references = [reference_model(x).float().cpu() for x in parity_inputs]
+    except RuntimeError as exc:  # e.g. 1-channel images into a 3-channel stem
+        raise ResNetError(f"the model cannot run an input of shape {tuple(example_input.shape)}: "
+                          f"{str(exc).splitlines()[0]}") from None
     folded = fold_batchnorm(reference_model)
     del reference_model
 
@@ -262,6 +270,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     except Exception as exc:  # fx cannot trace data-dependent control flow; folding is an optimization only
         report.debug(f"optimize: BatchNorm folding skipped ({type(exc).__name__}: {exc})")
         return model
+
+
+def _first_samples(batches: list[torch.Tensor], limit: int) -> list[torch.Tensor]:
+    found, total = [], 0
+    for b in batches:
+        if total >= limit:
+            break
+        found.append(b[: limit - total])
+        total += found[-1].shape[0]
+    return found
 
 
 def check_calibration(calibration: Iterable[Any], sample_shape: tuple[int | None, ...], *,

@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=S, help="synchronize BatchNorm across processes")
     g.add_argument("--skip-nonfinite", action=argparse.BooleanOptionalAction, default=S,
                    help="skip (and count) steps whose loss is NaN/inf instead of stopping")
+    g.add_argument("--threads", type=int, default=S, help="CPU threads (default: one per core; fewer on a busy machine)")
     g.add_argument("--num-workers", type=int, default=S, help="image decoding processes for large image folders")
     p.set_defaults(func=run)
 

@@ -59,6 +59,7 @@ class TrainConfig:
     sync_bn: bool = False
     skip_nonfinite: bool = False
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch (None: its default, one per core)
     num_workers: int = 0
     recipe: str = "quick"
 
@@ -88,12 +89,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Best found for Fashion-MNIST within ~10 minutes of 2-core CPU training (see benchmarks/README.train.md).
     "fmnist-10min": dict(
         model="resnet20", data="fashion-mnist", epochs=15, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=5e-4, label_smoothing=0.1, val_size=5000,
+        weight_decay=5e-4, label_smoothing=0.1, val_size=None,
     ),
     # Proposed for a 60-minute budget.
     "fmnist-60min": dict(
         model="resnet56", data="fashion-mnist", epochs=40, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=5e-4, label_smoothing=0.1, ema=True, val_size=5000,
+        weight_decay=5e-4, label_smoothing=0.1, ema=True, val_size=None,
     ),
 }
 
@@ -186,6 +187,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise bad("ema_decay", f"must be between 0 and 1, got {config.ema_decay}")
     if config.max_steps is not None and config.max_steps < 1:
         raise bad("max_steps", f"must be a positive whole number, got {config.max_steps}")
+    if config.threads is not None and config.threads < 1:
+        raise bad("threads", f"must be a positive whole number, got {config.threads}")
     if config.step_every is not None and config.step_every < 1:
         raise bad("step_every", f"must be a positive whole number of epochs, got {config.step_every}")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:

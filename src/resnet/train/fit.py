@@ -35,7 +35,7 @@ from resnet.train.checkpoint import STATE_SUFFIX, load_state, rng_state, save_ch
 from resnet.train.config import TrainConfig, config_from_dict, resolve_config
 from resnet.train.distributed import DistContext
 from resnet.train.schedule import make_scheduler
-from resnet.train.step import amp_dtype_for, make_optimizer, make_scaler, make_train_step
+from resnet.train.step import amp_dtype_for, autocast, make_optimizer, make_scaler, make_train_step
 
 METRIC_COLUMNS = (
     "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds",
@@ -98,7 +98,7 @@ def evaluate(
         model.eval()
     try:
         for x, y in data.batches(batch_size, device=device, rank=rank, world_size=world, channels_last=channels_last):
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with autocast(device, amp_dtype):
                 logits = model(x)
             logits = logits.float()
             top = logits.topk(k, dim=1).indices
@@ -277,6 +277,9 @@ def fit(
         config = resolve_config(config)
     ctx = distributed.setup(config.device)
     device = ctx.device
+    if config.threads is not None:
+        # On a CPU shared with other jobs, fewer threads than cores avoids OpenMP's spin-wait stalls.
+        torch.set_num_threads(config.threads)
     _set_determinism(config, device)
     amp_dtype = amp_dtype_for(device, config.amp)
     run_dir = Path(out) if out is not None else None

@@ -6,7 +6,9 @@ exactly the code that trains.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,11 @@ def amp_dtype_for(device: torch.device | str, amp: bool | None) -> torch.dtype |
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16  # needs a GradScaler; see make_scaler
     return torch.bfloat16
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision when ``amp_dtype`` is set; otherwise nothing at all (plain fp32)."""
+    return torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
 
 
 def make_scaler(device: torch.device | str, amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
@@ -85,7 +92,7 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             logits = self.forward(x)
         # The loss in fp32: log-softmax in bf16 loses the small differences that matter late in training.
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)

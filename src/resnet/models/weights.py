@@ -35,8 +35,9 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
 # Prefixes added by DataParallel/DDP ("module."), detection/segmentation frameworks ("backbone.")
 # and torch.compile ("_orig_mod.").
 _PREFIXES = ("module.", "backbone.", "_orig_mod.")
-# mmpretrain/mmcv ResNetV1c/V1d name the deep stem and head differently; timm's resnet*c/*d use
-# exactly our layout and need no renaming.
+# Other layouts of the same networks, renamed to ours. timm's resnet*/resnet*c/resnet*d use exactly
+# our names; mmpretrain/mmcv ResNetV1c/V1d name the deep stem and head differently; timm's
+# pre-activation resnetv2_* (our resnet*_v2) use stem/stages/blocks/norm names and a 1x1-conv head.
 _RENAMES = (
     (re.compile(r"^stem\.0\.conv\."), "conv1.0."),
     (re.compile(r"^stem\.0\.bn\."), "conv1.1."),
@@ -45,6 +46,11 @@ _RENAMES = (
     (re.compile(r"^stem\.2\.conv\."), "conv1.6."),
     (re.compile(r"^stem\.2\.bn\."), "bn1."),
     (re.compile(r"^head\.fc\."), "fc."),
+    (re.compile(r"^stem\.conv\."), "conv1."),
+    (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\."), lambda m: f"layer{int(m[1]) + 1}.{m[2]}."),
+    (re.compile(r"^(layer\d+\.\d+\.)norm(\d)\."), r"\1bn\2."),
+    (re.compile(r"^(layer\d+\.\d+\.)downsample\.conv\."), r"\1downsample.0."),
+    (re.compile(r"^norm\."), "final_norm."),
 )
 _MAX_LISTED = 8
 
@@ -133,6 +139,8 @@ def normalize_state_dict(obj: Any, *, source: str = "state dict") -> dict[str, T
                     key, changed = key[len(prefix) :], True
         for pattern, replacement in _RENAMES:
             key = pattern.sub(replacement, key)
+        if key == "fc.weight" and value.ndim == 4 and value.shape[2:] == (1, 1):
+            value = value.flatten(1)  # a 1x1-conv classifier (timm resnetv2) is a linear layer
         state[key] = value
     return state
 

@@ -387,6 +387,10 @@ def fit(
         return save_checkpoint(run_dir / "checkpoints", name, weights_model=eval_model,
                                state=training_state(epoch, batch) if with_state else None, metadata=meta)
 
+    if resume:
+        # The state is written before the weights, so a kill between the two left last.safetensors an
+        # epoch behind: bring it level with the state we continue from.
+        save("last", start_epoch, start_batch, with_state=False)
     started = time.perf_counter()
     show_bar = ctx.is_main and report.is_terminal()
     if ctx.is_main:
@@ -469,9 +473,11 @@ def fit(
             if is_best:
                 best = {"epoch": epoch + 1, "score": score, "metric": "val_top1" if val_data is not None else "train_top1"}
             start_batch = 0
-            save("last", epoch + 1, 0)
+            # best before last: a kill between the two is then redone from the previous state,
+            # which re-decides (and rewrites) best exactly as before.
             if is_best:
                 save("best", epoch + 1, 0, with_state=False)
+            save("last", epoch + 1, 0)
             if run_dir is not None and ctx.is_main:
                 write_metrics(run_dir, history)
                 from resnet.train.plots import plot_curves

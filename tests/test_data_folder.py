@@ -17,7 +17,7 @@ from resnet.data import testing as fixtures
 from resnet.errors import ResNetError
 
 BAD = ("truncated.png", "truncated.jpg", "empty.png", "fake.jpg", "bomb.png")
-ODD = ("rgba.png", "palette.png", "cmyk.jpg", "gray.png", "wide.png", "deep16.png")
+ODD = ("rgba.png", "palette.png", "cmyk.jpg", "gray.png", "wide.png", "deep16.png", "lossless.webp", "plain.bmp")
 
 
 @pytest.fixture
@@ -60,6 +60,8 @@ def _add_bad_and_odd_files(folder: Path) -> None:
     Image.new("L", (16, 16), 77).save(folder / "gray.png")
     Image.new("RGB", (40, 24), (1, 2, 3)).save(folder / "wide.png")
     Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(folder / "deep16.png")
+    rgb.save(folder / "lossless.webp", lossless=True)
+    rgb.save(folder / "plain.bmp")
     (folder / "notes.txt").write_text("not an image extension: ignored")
 
 
@@ -113,6 +115,7 @@ def test_odd_modes_are_converted(messy_folder: Path) -> None:
     gray, deep = odd[ODD.index("gray.png")], odd[ODD.index("deep16.png")]
     assert gray.unique().tolist() == [77] and deep.unique().tolist() == [255]  # 16-bit scaled, not clipped
     assert odd[ODD.index("cmyk.jpg"), 0].float().mean() > 200 and odd[ODD.index("cmyk.jpg"), 1].float().mean() < 50
+    assert torch.equal(odd[ODD.index("lossless.webp")], odd[ODD.index("plain.bmp")])  # both lossless copies of one image
 
 
 def test_strict_fails_fast_naming_the_file(messy_folder: Path) -> None:

@@ -23,9 +23,10 @@ SPLITS = ("train", "val", "test")
 STATS_SAMPLE = 2048  # images decoded for the statistics of a folder too large to hold in memory
 
 # Decoded splits and statistics, kept for the process: "train" then "val" then "test" of the same
-# set read and decode the files once (a few hundred MB at most; the oldest entries go first).
+# set read and decode the files once. The oldest entries go first past a few entries or ~2 GiB.
 _CACHE: OrderedDict[tuple[object, ...], object] = OrderedDict()
 _CACHE_ENTRIES = 8
+_CACHE_BYTES = 2 << 30
 
 
 def load(
@@ -167,8 +168,13 @@ def _train_stats(source: Source, size: tuple[int, int] | None, carve: tuple[str,
 
 def _remember(key: tuple[object, ...], value: object) -> None:
     _CACHE[key] = value
-    while len(_CACHE) > _CACHE_ENTRIES:
+    while len(_CACHE) > 1 and (len(_CACHE) > _CACHE_ENTRIES or sum(map(_nbytes, _CACHE.values())) > _CACHE_BYTES):
         _CACHE.popitem(last=False)
+
+
+def _nbytes(value: object) -> int:
+    images = getattr(value, "images", None)
+    return images.numel() if images is not None else 0
 
 
 def _carve_request(val_fraction: float | None, val_size: int | None) -> tuple[str, float] | None:

@@ -26,6 +26,15 @@ def test_cpu_info_reads_the_machine() -> None:
         assert info.native_int8 == bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags.split()))
 
 
+def test_atomic_write_gives_the_usual_file_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        target = io.atomic_write_text(tmp_path / "out.json", "{}")
+    finally:
+        os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_native_bf16_is_false_for_meta_device() -> None:
     assert device.native_bf16("meta") is False
 

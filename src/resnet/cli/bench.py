@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=5, help="alternating timed rounds; the median is reported (default 5)")
     p.add_argument("--round-seconds", type=float, default=None, help="minimum seconds per contender per round")
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes about a minute per model)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every engine (default: torch's, i.e. all cores)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time by this process's CPU time, not wall time: immune to other processes on a shared "
+                        "machine; meaningful with --threads 1")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cpu for infer, the default device for train)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -68,14 +72,21 @@ def run(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise ResNetError("--rounds must be at least 1")
     against = _csv(args.against, PEERS, "--against")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ResNetError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    clock = "cpu" if args.cpu_time else "wall"
     if train:
         result = bench.bench_train(model, batches, size, against=against, rounds=args.rounds, compile=not args.no_compile,
-                                   min_round_s=args.round_seconds or 1.0, device=args.device)
+                                   min_round_s=args.round_seconds or 1.0, device=args.device, clock=clock)
     else:
         precisions = _csv(args.precision, PRECISIONS, "--precision") if args.precision else None
         result = bench.bench_infer(model, batches, size, against=against, precisions=precisions, rounds=args.rounds,
                                    compile=not args.no_compile, min_round_s=args.round_seconds or 0.5,
-                                   device=args.device or "cpu")
+                                   device=args.device or "cpu", clock=clock)
     if args.json:
         report.result_json(result)
     else:

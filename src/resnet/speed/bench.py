@@ -56,29 +56,38 @@ def default_precisions(dev: torch.device) -> list[str]:
     return found
 
 
-def header(dev: torch.device) -> dict[str, Any]:
+def header(dev: torch.device, clock: str = "wall") -> dict[str, Any]:
     versions = {"torch": torch.__version__}
     for name in ("torchvision", "timm", "onnxruntime", "openvino", "nncf"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    return {"device": hw.describe(dev), "threads": engine_threads(), "load_average": list(os.getloadavg()),
-            "versions": versions}
+    return {"device": hw.describe(dev), "threads": engine_threads(), "clock": clock,
+            "load_average": list(os.getloadavg()), "versions": versions}
 
 
-def measure(entries: list[Entry], *, rounds: int, batch: int, min_round_s: float) -> None:
-    """Fill ``entry.speeds`` (images/s per round) running the entries in alternating rounds."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def measure(entries: list[Entry], *, rounds: int, batch: int, min_round_s: float, clock: str = "wall") -> None:
+    """Fill ``entry.speeds`` (images/s per round) running the entries in alternating rounds.
+
+    ``clock="cpu"`` counts this process's CPU time instead of wall time: with one thread that is the
+    work itself, unaffected by other processes on a shared machine (with more threads it would also
+    count threads spinning while they wait, so use it with ``threads=1``).
+    """
+    now = CLOCKS[clock]
     for entry in entries:  # warm-up, excluded
         entry.run()
         entry.run()
     for _ in range(rounds):
         for entry in entries:
-            calls, start = 0, time.perf_counter()
+            calls, start = 0, now()
             while True:
                 entry.run()
                 calls += 1
-                elapsed = time.perf_counter() - start
+                elapsed = now() - start
                 if elapsed >= min_round_s:
                     break
             entry.speeds.append(batch * calls / elapsed)
@@ -182,6 +191,7 @@ def bench_infer(
     min_round_s: float = 0.5,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Inference images/s of ``resnet.optimize`` and of each peer, per batch size and precision."""
     from resnet.models import create_model
@@ -201,7 +211,7 @@ def bench_infer(
     # Synthetic calibration: the weights are random too; what is measured here is speed, not accuracy.
     calibration = [torch.randn(8, in_chans, input_size, input_size, generator=generator) for _ in range(4)]
     engine_cache: dict[str, dict[Any, Any]] = {"onnxruntime": {}, "openvino": {}}
-    result: dict[str, Any] = {"mode": "infer", "model": model_name, "input": input_size, "header": header(dev), "rows": []}
+    result: dict[str, Any] = {"mode": "infer", "model": model_name, "input": input_size, "header": header(dev, clock), "rows": []}
 
     for batch in batches:
         x = torch.randn(batch, in_chans, input_size, input_size, generator=generator).to(dev)
@@ -236,7 +246,7 @@ def bench_infer(
                 if runner is not None:
                     entries.append(Entry(engine, p, _bind(runner, x), setup))
         report.info(f"bench: batch {batch}: {len(entries)} contenders, {rounds} alternating rounds")
-        measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s)
+        measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s, clock=clock)
         result["rows"] += _rows(entries, batch, baseline)
     result["header"]["load_average_after"] = list(os.getloadavg())
     return result
@@ -253,6 +263,7 @@ def bench_train(
     min_round_s: float = 1.0,
     device: str | torch.device | None = None,
     seed: int = 0,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Training images/s (one full SGD step per call, synthetic data on the device) of our train step
     (``resnet.train.step.make_train_step``: channels_last, bf16 autocast where native, foreach/fused
@@ -261,7 +272,7 @@ def bench_train(
     from resnet.train.step import amp_dtype_for, make_optimizer, make_train_step
 
     dev = hw.resolve_device(device)
-    result: dict[str, Any] = {"mode": "train", "model": model_name, "input": input_size, "header": header(dev), "rows": []}
+    result: dict[str, Any] = {"mode": "train", "model": model_name, "input": input_size, "header": header(dev, clock), "rows": []}
 
     def fresh() -> nn.Module:
         torch.manual_seed(seed)
@@ -309,7 +320,7 @@ def bench_train(
         for e in entries:
             run = e.run
             e.run = (lambda r=run: (r(), sync()))
-        measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s)
+        measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s, clock=clock)
         result["rows"] += _rows(entries, batch, baseline)
     result["header"]["load_average_after"] = list(os.getloadavg())
     return result
@@ -318,8 +329,8 @@ def bench_train(
 def render(result: dict[str, Any]) -> None:
     """The result as a table on stdout, with the machine line and the goal ratios beneath it."""
     head = result["header"]
-    report.result(f"{head['device']}\nload average before {fmt_load(head['load_average'])}, after "
-                  f"{fmt_load(head['load_average_after'])}; "
+    report.result(f"{head['device']}\n{head['threads']} threads, {head['clock']} clock; load average before "
+                  f"{fmt_load(head['load_average'])}, after {fmt_load(head['load_average_after'])}; "
                   + ", ".join(f"{k} {v}" for k, v in head["versions"].items()))
     rows = result["rows"]
     report.table(

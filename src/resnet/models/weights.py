@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,20 @@ def is_safetensors(path: PathLike) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
+def _starts_like_a_pickle(path: Path) -> bool:
+    """Legacy (non-zip) torch.save files are a pickle: PROTO opcode 0x80, then the protocol number."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The line of torch's weights-only error that names the refused object."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line]
+    return (named or lines or ["unsupported object"])[0][:200].rstrip(".")
+
+
 def read_state_dict(path: PathLike, *, unsafe: bool = False) -> dict[str, Any]:
     """The raw contents of a weights file (safetensors, or a PyTorch file loaded weights-only)."""
     path = Path(path)
@@ -99,17 +114,19 @@ def read_state_dict(path: PathLike, *, unsafe: bool = False) -> dict[str, Any]:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise ResNetError(f"{path} is not a readable safetensors file ({exc}); re-save or re-download it") from None
+    if not (zipfile.is_zipfile(path) or _starts_like_a_pickle(path)):
+        raise ResNetError(f"{path} is neither a safetensors nor a PyTorch weights file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not unsafe:
-            reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "unsupported object"
             raise ResNetError(
-                f"{path} holds Python objects besides tensors, and loading them could run code ({reason}); "
-                "refused. If you trust its source, load it with unsafe=True (--unsafe-load), or re-save it as safetensors"
+                f"{path} holds Python objects besides tensors ({_unpickling_reason(exc)}), and loading them "
+                "could run code; refused. If you trust its source, load it with unsafe=True (--unsafe-load), "
+                "or re-save its weights as safetensors"
             ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise ResNetError(f"{path} is neither a safetensors nor a PyTorch weights file ({str(exc).splitlines()[0][:160]})") from None
+        raise ResNetError(f"{path} is not a readable PyTorch weights file ({str(exc).splitlines()[0][:160]})") from None
     report.warn(f"loading {path} with full unpickling (unsafe=True): only do this for files you trust")
     return torch.load(path, map_location="cpu", weights_only=False)
 

@@ -12,6 +12,7 @@ image folder decoded per batch in DataLoader workers (``--folder-images``). Medi
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -60,16 +61,24 @@ def pipeline_rate(split: DataSplit, batch_size: int, device: torch.device, repea
     return statistics.median(rates)
 
 
-def resnet20_train_rate(batch_size: int, device: torch.device, repeats: int, steps: int) -> float:
-    """Median images/s of a plain resnet20 training step (forward, backward, SGD) at 32x32x3."""
+def resnet20_train_rate(batch_size: int, device: torch.device, repeats: int, steps: int,
+                        data: DataSplit | None = None) -> float:
+    """Median images/s of a plain resnet20 training step (forward, backward, SGD) at 32x32x3.
+
+    With ``data``, each step's batch comes from ``data.batches`` (shuffled, augmented): the
+    end-to-end rate, which equals the model-only rate when the loader is not the bottleneck.
+    """
     from resnet import create_model
 
     model = create_model("resnet20", num_classes=10).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch_size,), device=device)
+    fixed = (torch.randn(batch_size, 3, 32, 32, device=device), torch.randint(0, 10, (batch_size,), device=device))
+    stream = itertools.chain.from_iterable(
+        data.batches(batch_size, shuffle=True, augment=True, epoch=e, device=device, drop_last=True) for e in itertools.count()
+    ) if data is not None else itertools.repeat(fixed)
 
     def step() -> None:
+        x, y = next(stream)
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_32x32x3_images_per_s": timed("pipeline 32x32x3", lambda: pipeline_rate(synthetic(args.images, 3, 32), args.batch_size, device, args.repeats)),
         "pipeline_28x28x1_images_per_s": timed(f"pipeline 28x28x1 ({gray.name})", lambda: pipeline_rate(gray, args.batch_size, device, args.repeats)),
         "resnet20_train_images_per_s": timed("resnet20 training", lambda: resnet20_train_rate(args.batch_size, device, args.repeats, args.train_steps)),
+        "resnet20_train_fed_by_pipeline_images_per_s": timed("resnet20 training fed by the pipeline", lambda: resnet20_train_rate(
+            args.batch_size, device, args.repeats, args.train_steps, data=synthetic(10 * args.batch_size, 3, 32))),
     }
     if args.folder_images:
         figures["folder_png_32x32x3_images_per_s"] = timed(

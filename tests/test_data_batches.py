@@ -101,6 +101,17 @@ def test_ranks_get_disjoint_shards(drop_last: bool) -> None:
     assert len(flat) == (36 if drop_last else 37)  # and covering (all but the cut tail)
 
 
+def test_thread_setting_is_the_callers_while_the_model_runs() -> None:
+    split = _split()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = [torch.get_num_threads() for _ in split.batches(8, augment=True)]
+        assert seen == [2] * split.num_batches(8) and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_channels_last_and_bad_arguments() -> None:
     split = _split()
     x, _ = next(split.batches(6, channels_last=True, augment=True))

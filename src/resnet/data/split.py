@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -156,11 +157,13 @@ class DataSplit:
         images, labels = self._tensors_on(device)
         order = order.to(device)
         for start in starts:
-            index = order[start : start + batch_size]
-            x = images.index_select(0, index)
-            if draws is not None:
-                x = random_crop_flip(x, draws.slice(start, start + len(index)))
-            yield normalize(x, channels_last=channels_last), labels.index_select(0, index)
+            with _one_thread(device):
+                index = order[start : start + batch_size]
+                x = images.index_select(0, index)
+                if draws is not None:
+                    x = random_crop_flip(x, draws.slice(start, start + len(index)))
+                batch = normalize(x, channels_last=channels_last), labels.index_select(0, index)
+            yield batch
 
     def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels on ``device``, copied there once and kept (a few hundred MB at most)."""
@@ -199,13 +202,15 @@ class DataSplit:
                     bad.extend(failed)
                     if not bool(ok.any()):
                         continue
-                x = x.to(device, non_blocking=True)
-                if draws is not None:
-                    x = random_crop_flip(x, draws.slice(start, start + len(index)))
-                y = self.labels.index_select(0, index)
-                if not bool(ok.all()):
-                    x, y = x[ok.to(device)], y[ok]
-                yield normalize(x, channels_last=channels_last), y.to(device, non_blocking=True)
+                with _one_thread(device):
+                    x = x.to(device, non_blocking=True)
+                    if draws is not None:
+                        x = random_crop_flip(x, draws.slice(start, start + len(index)))
+                    y = self.labels.index_select(0, index)
+                    if not bool(ok.all()):
+                        x, y = x[ok.to(device)], y[ok]
+                    batch = normalize(x, channels_last=channels_last), y.to(device, non_blocking=True)
+                yield batch
         finally:
             self._report_bad(bad)
 
@@ -220,6 +225,28 @@ class DataSplit:
         more = f" and {len(new) - 3} more" if len(new) > 3 else ""
         report.warn(f"skipped {len(new)} unreadable image file(s) in {self.name} {self.split}: {first}{more} "
                     "(--strict stops at the first instead)")
+
+
+@contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run a batch's CPU ops on one thread, restoring the caller's setting before the model runs.
+
+    They are small and memory-bound: OpenMP's fork/join costs more than it saves, and far more
+    when the cores are shared (measured: 1 thread ~95k images/s, 2 threads 2.5k-19k on a busy
+    2-core machine; see benchmarks/README.data.md).
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _check_batching(batch_size: int, rank: int, world_size: int) -> None:

@@ -151,6 +151,7 @@ def test_fit_writes_a_complete_run_folder(fmnist: Path, tmp_path: Path) -> None:
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["test_top1"] == pytest.approx(result.test.top1) and summary["test_size"] == 40
+    assert all(r["test_top1"] is not None for r in rows) and rows[-1]["test_top1"] == summary["test_top1"]
 
     from resnet.models import model_from_checkpoint, read_metadata
 

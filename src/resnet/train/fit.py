@@ -38,8 +38,8 @@ from resnet.train.schedule import make_scheduler
 from resnet.train.step import amp_dtype_for, autocast, make_optimizer, make_scaler, make_train_step
 
 METRIC_COLUMNS = (
-    "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "images_per_s", "seconds",
-    "nonfinite_steps",
+    "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "test_loss", "test_top1", "lr",
+    "images_per_s", "seconds", "nonfinite_steps",
 )
 # What a run folder may contain: --overwrite removes exactly these, nothing the user put there.
 RUN_FILES = ("config.json", "metrics.csv", "metrics.jsonl", "curves.png", "summary.json", "checkpoints")
@@ -391,6 +391,7 @@ def fit(
         # The state is written before the weights, so a kill between the two left last.safetensors an
         # epoch behind: bring it level with the state we continue from.
         save("last", start_epoch, start_batch, with_state=False)
+    test: EvalResult | None = None
     started = time.perf_counter()
     show_bar = ctx.is_main and report.is_terminal()
     if ctx.is_main:
@@ -465,6 +466,11 @@ def fit(
                 val = evaluate(eval_model, val_data, batch_size=config.eval_batch_size, device=device,
                                amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx)
                 row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
+            if test_data is not None:
+                # Test error every epoch, as in the paper's figures; reported only, never used to choose.
+                test = evaluate(eval_model, test_data, batch_size=config.eval_batch_size, device=device,
+                                amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx)
+                row.update(test_loss=test.loss, test_top1=test.top1)
             row["seconds"] = round(time.perf_counter() - epoch_start, 3)
             row["nonfinite_steps"] = nonfinite
             history.append(row)
@@ -495,10 +501,10 @@ def fit(
         "final": history[-1] if history else None, "best": best, "nonfinite_steps": nonfinite,
         "hardware": describe(device),
     }
-    test = None
-    if test_data is not None:
+    if test_data is not None and test is None:  # nothing left to train after a resume
         test = evaluate(eval_model, test_data, batch_size=config.eval_batch_size, device=device, amp_dtype=amp_dtype,
                         channels_last=config.channels_last, dist=ctx)
+    if test is not None:
         summary.update(test_loss=test.loss, test_top1=test.top1, test_top5=test.top5, test_size=test.num_samples)
     summary["train_seconds"] = round(sum(row["seconds"] for row in history), 1)
     if run_dir is not None and ctx.is_main:
@@ -524,6 +530,8 @@ def _nonfinite_error(loss: torch.Tensor, epoch: int, index: int, steps_per_epoch
 def _epoch_line(row: dict[str, Any], num_epochs: int) -> str:
     val = (f"  val loss {row['val_loss']:.4f} top1 {row['val_top1']:.4f} top5 {row['val_top5']:.4f}"
            if row["val_top1"] is not None else "")
+    if row.get("test_top1") is not None:
+        val += f"  test top1 {row['test_top1']:.4f}"
     return (f"epoch {row['epoch']}/{num_epochs}  train loss {row['train_loss']:.4f} top1 {row['train_top1']:.4f}{val}"
             f"  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s")
 

@@ -23,14 +23,15 @@ def _pyplot() -> Any:
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
-    """Top-1 error (%) against epoch: thin line for training, bold for validation, as in He et al. Fig. 4."""
+    """Top-1 error (%) against epoch: thin line for training, bold for test (dashed: validation), as in He et al. Fig. 4."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(epochs, [100 * (1 - row["train_top1"]) for row in history], "-", lw=1, color="tab:blue", label="train error")
-    val = [(row["epoch"], 100 * (1 - row["val_top1"])) for row in history if row.get("val_top1") is not None]
-    if val:
-        ax.plot(*zip(*val), "-", lw=2.5, color="tab:orange", label="val error")
+    for key, style, label in (("val_top1", "--", "val error"), ("test_top1", "-", "test error")):
+        points = [(row["epoch"], 100 * (1 - row[key])) for row in history if row.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), style, lw=2.5, color="tab:orange" if key == "test_top1" else "tab:green", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.set_title(title)

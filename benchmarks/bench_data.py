@@ -108,6 +108,34 @@ def folder_rate(count: int, batch_size: int, device: torch.device, workers: int,
         return pipeline_rate(split, batch_size, device, repeats, num_workers=workers)
 
 
+def thread_ab(split: DataSplit, batch_size: int, rounds: int) -> dict[str, list[float]]:
+    """The raw batch ops (index_select, crop/flip, normalize) at 1 and 2 OpenMP threads, alternating.
+
+    ``batches`` itself always runs them on one thread; this shows why.
+    """
+    from resnet.data.augment import CropFlipDraws, Normalizer, random_crop_flip, seeded_generator
+
+    assert split.images is not None
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
+    draws = CropFlipDraws.draw(len(split), 4, seeded_generator(0))
+    normalize = Normalizer(split.mean, split.std, "cpu")
+    count = len(split) // batch_size
+    rates: dict[str, list[float]] = {"1": [], "2": []}
+    previous = torch.get_num_threads()
+    try:
+        for _ in range(rounds):
+            for threads in ("1", "2"):
+                torch.set_num_threads(int(threads))
+                start = time.perf_counter()
+                for b in range(count):
+                    index = order[b * batch_size : (b + 1) * batch_size]
+                    normalize(random_crop_flip(split.images.index_select(0, index), draws.slice(b * batch_size, (b + 1) * batch_size)))
+                rates[threads].append(count * batch_size / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(previous)
+    return rates
+
+
 def timed(label: str, fn: Callable[[], float]) -> float:
     report.info(f"measuring {label} ...")
     return fn()
@@ -123,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=10, help="resnet20 steps per timed repeat")
     parser.add_argument("--folder-images", type=int, default=0, help="also time an image folder of this many files")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the image folder")
+    parser.add_argument("--thread-ab", type=int, default=0, metavar="ROUNDS",
+                        help="also time the raw batch ops at 1 vs 2 threads, alternating, this many rounds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     report.configure()
@@ -145,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         figures["folder_png_32x32x3_images_per_s"] = timed(
             "image folder", lambda: folder_rate(args.folder_images, args.batch_size, device, args.workers, args.repeats))
         figures["folder_workers"] = args.workers
+    if args.thread_ab:
+        ab = thread_ab(synthetic(20000, 3, 32), args.batch_size, args.thread_ab)
+        figures["raw_ops_32x32x3_1_thread_images_per_s"] = statistics.median(ab["1"])
+        figures["raw_ops_32x32x3_2_threads_images_per_s"] = statistics.median(ab["2"])
+        figures["raw_ops_thread_ab_rounds"] = {k: [round(v) for v in vs] for k, vs in ab.items()}
     train = figures["resnet20_train_images_per_s"]
     rows = [[k.replace("_images_per_s", ""), f"{v:,.0f}", f"{v / train:.1f}x"] for k, v in figures.items() if k.endswith("_per_s")]
     report.table(f"input pipeline vs resnet20 training, batch {args.batch_size}, {args.threads} threads, {device}",

@@ -79,6 +79,8 @@ def load(
     else:
         pool = _read(source, "train", size)
         if carve is not None:
+            if "val" in source.splits:
+                report.debug(f"{source.name}: validation carved from train as asked; its own val/ folder is not used")
             train_index, val_index = _carve(len(pool), carve, seed, source.name)
             pool = pool.take(val_index if split == "val" else train_index)
 

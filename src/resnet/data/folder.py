@@ -10,6 +10,7 @@ memory (decoded once, in threads); larger ones decode per batch in DataLoader wo
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -54,13 +55,22 @@ class ImageFolder(Source):
             raise ResNetError(f"no class folders in {train}; expected {train}/<class name>/<image files> "
                               f"({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})")
         self._listing: dict[str, tuple[list[Path], list[int]]] = {}
+        self._key: tuple[object, ...] | None = None
         files, _ = self._list("train")
         self.in_chans, sampled_size = self._sample_shape(files)
         self.image_size = image_size or sampled_size
 
     def cache_key(self) -> tuple[object, ...]:
-        stamps = tuple((str(t.resolve()), t.stat().st_mtime_ns) for t in self.trees.values())
-        return ("folder", stamps, self.image_size, self.in_chans, self.in_memory, self.strict)
+        """Every file's path, size and mtime (hashed): a file replaced in place is read again."""
+        if self._key is not None:
+            return self._key
+        digest = hashlib.sha1(str(self.root.resolve()).encode())
+        for split in self.splits:
+            for path in self._list(split)[0]:
+                stat = path.stat()
+                digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        self._key = ("folder", digest.hexdigest(), self.image_size, self.in_chans, self.in_memory, self.strict)
+        return self._key
 
     def _list(self, split: str) -> tuple[list[Path], list[int]]:
         """(files, labels) of a split's tree, sorted; a train class with no files is an error."""

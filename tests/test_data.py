@@ -164,6 +164,17 @@ def test_cifar10_python_batches(tmp_path: Path, no_system_data: Path) -> None:
     assert train.mean == channel_stats(train.images)[0]
 
 
+def test_cifar_batches_written_by_numpy_1(tmp_path: Path, no_system_data: Path) -> None:
+    """The original files name numpy 1's module path (numpy.core), which numpy 2 moved to numpy._core."""
+    folder = fixtures.write_cifar(tmp_path, "cifar10", per_batch=4, test=4)
+    before = read_batch(folder / "data_batch_1")
+    raw = (folder / "data_batch_1").read_bytes()
+    assert b"numpy._core.multiarray\n_reconstruct" in raw  # GLOBAL opcode: newline-terminated names
+    (folder / "data_batch_1").write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    after = read_batch(folder / "data_batch_1")
+    assert np.array_equal(after["data"], before["data"]) and after["labels"] == before["labels"]
+
+
 def test_cifar100_python_batches(tmp_path: Path, no_system_data: Path) -> None:
     fixtures.write_cifar(tmp_path, "cifar100", per_batch=4, test=5)
     train = load("cifar100", data_dir=tmp_path / "cifar-100-python")  # the batch folder itself also works

@@ -269,7 +269,9 @@ def fit(
     ``config`` is a TrainConfig or a dict of its fields (a recipe name under "recipe"). With ``out``
     the run folder is written there (config.json, metrics.csv/.jsonl, checkpoints/, curves.png,
     summary.json) and ``resume=True`` continues the run saved there. ``test_data``, when given, is
-    evaluated once at the end. Under torchrun every process calls fit; rank 0 writes.
+    evaluated after every epoch (reported for the curves and the summary, never used to choose a
+    checkpoint: that is ``val_data``'s job). The model is moved to the device in place. Under torchrun
+    every process calls fit; rank 0 writes.
     """
     if config is None:
         config = TrainConfig()

@@ -42,7 +42,11 @@ def resolve_norm_layer(norm_layer: str | NormLayer | None) -> NormLayer:
     if norm_layer is None or callable(norm_layer):
         return norm_layer or nn.BatchNorm2d
     name = norm_layer.lower().replace("-", "_")
-    aliases = {"bn": "batchnorm", "gn": "groupnorm", "frozen_bn": "frozen_batchnorm", "frozenbn": "frozen_batchnorm"}
+    # Also the names a callable is recorded under in model_options, so such a model can be rebuilt.
+    aliases = {
+        "bn": "batchnorm", "batchnorm2d": "batchnorm", "gn": "groupnorm", "group_norm": "groupnorm",
+        "frozen_bn": "frozen_batchnorm", "frozenbn": "frozen_batchnorm", "frozenbatchnorm2d": "frozen_batchnorm",
+    }  # fmt: skip
     name = aliases.get(name, name)
     if name == "batchnorm":
         return nn.BatchNorm2d
@@ -263,7 +267,23 @@ def make_stem(kind: str, in_chans: int, out_chs: int, stem_width: int, norm_laye
 
 
 class ResNet(nn.Module):
-    """A residual network with timm's interface (forward_features / forward_head / feature_info)."""
+    """A residual network with timm's interface (forward_features / forward_head / feature_info).
+
+    Options (every one may be passed to ``create_model``):
+        widths: base channels per stage (64..512 ImageNet, 16/32/64 CIFAR); bottlenecks output 4x.
+        stem: "imagenet" (7x7/2 + max-pool), "cifar" (3x3/1), "deep" (ResNet-C: three 3x3, ``stem_width`` wide).
+        shortcut: "A" zero-padded identity, "B" projection where the shape changes, "C" projection
+            everywhere, "D" average-pool + projection, "none" for the plain nets.
+        unit: residual-unit ordering of "Identity Mappings" fig. 4 ("original", "bn_after_add",
+            "relu_before_add", "relu_preact", "full_preact", or "a".."e").
+        groups, width_per_group: ResNeXt / wide bottlenecks. stride_in_1x1: v1 bottleneck.
+        output_stride: 8 or 16 dilate the last stages instead of striding.
+        norm_layer: "batchnorm", "groupnorm", "frozen_batchnorm" or a callable taking channels.
+        zero_init_residual: start each branch at zero. drop_rate: dropout before the classifier.
+        drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
+        features_only, out_indices: return the outputs of the stem (0) and stages (1..) as a list.
+        frozen_stages: freeze the stem and the first k stages (-1: none). norm_eval: every BN in eval.
+    """
 
     def __init__(
         self,
@@ -405,7 +425,10 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block in the backward pass instead of storing its activations."""
+        """Recompute each block in the backward pass instead of storing its activations.
+
+        As in timm, a BatchNorm's running statistics see the recomputed forward pass too.
+        """
         self.grad_checkpointing = enable
 
     def forward_stem(self, x: Tensor) -> Tensor:

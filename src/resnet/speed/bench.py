@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,7 +172,8 @@ def _engine_runner(engine: str, model: nn.Module, x: torch.Tensor, precision: st
     import openvino as ov
 
     if "ov_model" not in cache:
-        with quiet_stdout(), torch.no_grad():
+        with quiet_stdout(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its tracer's deprecation notes are not the user's concern
             cache["ov_model"] = ov.convert_model(model, example_input=x)
     ov_model = cache["ov_model"]
     if precision == "int8":

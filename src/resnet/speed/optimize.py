@@ -12,9 +12,10 @@ Parity, checked on the example batch and the calibration batches before anything
 
 * fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3); for logits
   beyond +-1 that bound scales with the largest |logit| (fp32 rounding is relative).
-* bf16, int8: max abs difference <= ``RELATIVE_TOLERANCE[precision]`` x the largest reference |logit|
-  (bf16 5 %, int8 10 %), and the same top-1 class on every sample except near-ties, i.e. samples
-  whose reference top-1/top-2 margin is below that same tolerance.
+* bf16, int8: relative L2 error of the logits ``||out - ref|| / ||ref||`` <= ``RELATIVE_TOLERANCE``
+  (bf16 5 %, int8 10 %, i.e. a signal-to-quantization-noise ratio of at least 26 / 20 dB), and the
+  same top-1 class on every sample except near-ties: samples whose reference top-1/top-2 margin is
+  below that fraction of the sample's largest |logit|.
 
 The parity batches are the example batch plus the first ``PARITY_SAMPLES`` calibration samples.
 """
@@ -55,14 +56,15 @@ class Parity:
     """How a candidate's outputs compare with the fp32 eager model's on the parity batches."""
 
     max_abs_diff: float
+    error: float  # what the tolerance bounds: max abs diff (fp32) or relative L2 error (bf16, int8)
     tolerance: float
     top1_agreement: float  # fraction of samples with the same top-1 class
-    top1_flips: int  # samples whose top-1 changed although the reference margin was above tolerance
+    top1_flips: int  # samples whose top-1 changed although their reference margin was not a near-tie
     samples: int
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.tolerance and self.top1_flips == 0
+        return self.error <= self.tolerance and self.top1_flips == 0
 
 
 class OptimizedModel:
@@ -70,7 +72,8 @@ class OptimizedModel:
 
     ``backend``, ``precision`` and ``variant`` say what runs; ``max_abs_diff`` and ``top1_agreement``
     how it compared with the fp32 eager model; ``images_per_s`` its measured speed on the example
-    batch shape; ``timings`` the figures of every candidate tried (the basis of the choice).
+    batch shape; ``timings`` the figures of every candidate tried (the basis of the choice);
+    ``error`` / ``tolerance`` the parity measure and its bound (see the module docstring).
     """
 
     def __init__(self, runner: Runner, candidate: Candidate, parity: Parity, images_per_s: float,
@@ -80,6 +83,7 @@ class OptimizedModel:
         self.precision = candidate.precision
         self.variant = candidate.variant
         self.max_abs_diff = parity.max_abs_diff
+        self.error = parity.error
         self.tolerance = parity.tolerance
         self.top1_agreement = parity.top1_agreement
         self.images_per_s = images_per_s
@@ -182,8 +186,8 @@ def optimize(
         build_s = time.perf_counter() - start
         parity = compare(outputs, references, cand.precision)
         if not parity.ok:
-            skipped.append(f"{_label(cand)}: failed parity (max abs diff {parity.max_abs_diff:.3g}, tolerance "
-                           f"{parity.tolerance:.3g}, {parity.top1_flips} top-1 changes)")
+            skipped.append(f"{_label(cand)}: failed parity (error {parity.error:.3g}, tolerance {parity.tolerance:.3g}, "
+                           f"max abs diff {parity.max_abs_diff:.3g}, {parity.top1_flips} top-1 changes)")
             continue
         built.append((cand, runner, parity, build_s))
     if not built:
@@ -266,7 +270,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     model = copy.deepcopy(model).eval()
     try:
-        return fuse(model)
+        return fuse(model, inplace=True)
     except Exception as exc:  # fx cannot trace data-dependent control flow; folding is an optimization only
         report.debug(f"optimize: BatchNorm folding skipped ({type(exc).__name__}: {exc})")
         return model
@@ -340,21 +344,28 @@ def compare(outputs: list[torch.Tensor], references: list[torch.Tensor], precisi
     """Parity of candidate outputs against the fp32 eager references (see the module docstring)."""
     out = torch.cat([o.reshape(o.shape[0], -1) for o in outputs]).float()
     ref = torch.cat([r.reshape(r.shape[0], -1) for r in references]).float()
-    if out.shape != ref.shape:
-        return Parity(float("inf"), 0.0, 0.0, out.shape[0], ref.shape[0])
+    if out.shape != ref.shape or not torch.isfinite(out).all():
+        return Parity(float("inf"), float("inf"), 0.0, 0.0, out.shape[0], ref.shape[0])
     diff = float((out - ref).abs().max()) if out.numel() else 0.0
-    if not np.isfinite(diff):
-        diff = float("inf")
     scale = float(ref.abs().max()) if ref.numel() else 0.0
-    # fp32 rounding is relative: logits in the thousands (a deep net fresh from random init) differ
-    # in absolute terms by more than 1e-3 from the mere reordering of sums that folding causes.
-    tol = FP32_MAX_ABS_DIFF * max(1.0, scale) if precision == "fp32" else RELATIVE_TOLERANCE[precision] * scale
+    if precision == "fp32":
+        # fp32 rounding is relative: logits in the thousands (a deep net fresh from random init) differ
+        # in absolute terms by more than 1e-3 from the mere reordering of sums that folding causes.
+        error, tol = diff, FP32_MAX_ABS_DIFF * max(1.0, scale)
+        tie = torch.full((ref.shape[0],), tol)
+    else:
+        # Relative L2 error of the logits: robust to the few samples with outsized logits, which
+        # a max-based bound lets dominate (a trained resnet18 had |logits| up to 330, int8 errors
+        # of 30-80 on those, and unchanged test accuracy).
+        error = float((out - ref).norm() / ref.norm().clamp_min(1e-12))
+        tol = RELATIVE_TOLERANCE[precision]
+        tie = tol * ref.abs().amax(1)
     same = out.argmax(1) == ref.argmax(1)
     flips = 0
     if ref.shape[1] > 1:
         top2 = ref.topk(2, dim=1).values
-        flips = int((~same & (top2[:, 0] - top2[:, 1] > tol)).sum())
-    return Parity(diff, tol, float(same.float().mean()), flips, ref.shape[0])
+        flips = int((~same & (top2[:, 0] - top2[:, 1] > tie)).sum())
+    return Parity(diff, error, tol, float(same.float().mean()), flips, ref.shape[0])
 
 
 def time_runners(runners: list[Runner], x: torch.Tensor, *, rounds: int = 5, min_round_s: float = 0.1) -> list[float]:

@@ -48,7 +48,7 @@ def main() -> int:
         "model": config["model"], "epochs": config["num_epochs"], "batch_size": config["batch_size"],
         "amp": config["amp_dtype"], "channels_last": config["channels_last"],
         "test_top1": summary.get("test_top1"), "test_loss": summary.get("test_loss"),
-        "best_val_top1": (summary.get("best") or {}).get("score"),
+        "best": summary.get("best"),
         "wall_seconds": round(wall, 1), "train_seconds": summary["train_seconds"],
         "median_images_per_s": sorted(r["images_per_s"] for r in rows)[len(rows) // 2],
         "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in load_after],

@@ -17,6 +17,7 @@ Peers (``against``), each at the requested precisions it supports:
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import time
 import warnings
@@ -251,6 +252,8 @@ def bench_infer(
         measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s, clock=clock)
         result["rows"] += _rows(entries, batch, baseline)
     result["header"]["load_average_after"] = list(os.getloadavg())
+    if "job" in engine_cache["onnxruntime"]:
+        shutil.rmtree(engine_cache["onnxruntime"]["job"].workdir, ignore_errors=True)
     return result
 
 

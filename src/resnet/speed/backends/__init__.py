@@ -1,6 +1,7 @@
 """Inference engines behind ``resnet.optimize``: one module each, same small interface.
 
-Each backend module has ``NAME``, ``missing() -> str | None`` (why it cannot run here, or None) and
+Each backend module has ``NAME``, ``missing() -> str | None`` (why it cannot run here at all, or
+None), ``supports(precision, device) -> str | None`` (why not this precision there, or None) and
 ``candidates(job) -> list[Candidate]``: lazily built inference callables for one precision. The
 optimizer builds, checks and times them; the backends only know how to make their engine fast.
 """

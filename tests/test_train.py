@@ -80,6 +80,26 @@ def tiny_model(train_data, seed: int = 0) -> nn.Module:
 # -- configuration ----------------------------------------------------------------------------
 
 
+def test_validation_size_and_fraction_replace_each_other_across_layers() -> None:
+    quick = resolve_config({})
+    assert (quick.val_fraction, quick.val_size) == (1 / 12, None)  # 5,000 of Fashion-MNIST's 60,000
+    assert (resolve_config({"val_size": 100}).val_size, resolve_config({"val_size": 100}).val_fraction) == (100, None)
+    by_fraction = resolve_config({"val_fraction": 0.2}, recipe="paper-cifar")
+    assert (by_fraction.val_fraction, by_fraction.val_size) == (0.2, None)
+    off = resolve_config({"val_fraction": 0})
+    assert (off.val_fraction, off.val_size) == (None, None)
+
+
+def test_train_flags_reach_the_config() -> None:
+    from resnet.cli.main import build_parser
+    from resnet.cli.train import CONTROL
+
+    args = build_parser().parse_args(["train", "--val-split", "0.1", "--download", "--strict"])
+    flags = {k: v for k, v in vars(args).items() if k not in CONTROL}
+    config = resolve_config(flags)
+    assert (config.val_fraction, config.val_size, config.download, config.strict) == (0.1, None, True, True)
+
+
 def test_precedence_defaults_recipe_file_flags(tmp_path: Path) -> None:
     assert TrainConfig().epochs == 30
     quick = resolve_config({})

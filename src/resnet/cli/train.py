@@ -24,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--data", default=S, help="fashion-mnist, cifar10, cifar100, an image folder or an .h5 file")
     g.add_argument("--data-dir", default=S, metavar="DIR", help="where the named dataset's files are")
     g.add_argument("--val-size", type=int, default=S, metavar="N", help="hold N training images out for validation")
-    g.add_argument("--val-fraction", type=float, default=S, metavar="F", help="hold this fraction out for validation")
+    g.add_argument("--val-fraction", "--val-split", dest="val_fraction", type=float, default=S, metavar="F",
+                   help="hold this fraction out for validation (0: none)")
+    g.add_argument("--download", action="store_true", default=S,
+                   help="fetch a named dataset with torchvision's downloader if it is not found locally (needs a network)")
+    g.add_argument("--strict", action="store_true", default=S, help="stop at the first unreadable image instead of skipping it")
     g = p.add_argument_group("how long, how fast")
     g.add_argument("--recipe", default=S, help="preset: quick (default), paper-cifar, paper-imagenet, fmnist-10min, fmnist-60min")
     g.add_argument("--config", dest="config_file", default=S, metavar="FILE", help="YAML or JSON file of settings")

@@ -243,20 +243,28 @@ def load_pretrained(model: nn.Module, path_or_state_dict: PathLike | Mapping[str
     own = model.state_dict()
     skipped: list[str] = []
     head = [k for k in ("fc.weight", "fc.bias") if k in state]
+    notes: list[str] = []
     if head and (any(k not in own or own[k].shape != state[k].shape for k in head)):
-        checkpoint_classes = state[head[0]].shape[0]
+        theirs = tuple(state["fc.weight"].shape) if "fc.weight" in state else None
+        ours = tuple(own["fc.weight"].shape) if "fc.weight" in own else None
         for k in head:
             del state[k]
         skipped += head
-        report.info(
-            f"classifier not loaded from {source}: it has {checkpoint_classes} classes, "
-            f"the model {getattr(model, 'num_classes', 0)}; the classifier starts freshly initialised"
-        )
+        if ours is None:
+            why = "the model has no classifier"
+        elif theirs is not None and theirs[1:] == ours[1:]:
+            why = f"it has {theirs[0]} classes, the model {ours[0]}"
+        else:
+            why = f"its weight has shape {theirs}, the model's {ours}"
+        notes.append(f"classifier not loaded from {source}: {why}; the classifier starts freshly initialised")
     for key in ("conv1.weight", "conv1.0.weight"):
         if key in state and key in own and state[key].shape != own[key].shape and state[key].shape[0] == own[key].shape[0]:
+            channels = state[key].shape[1]
             state[key] = _adapt_input_conv(state[key], own[key].shape[1])
-            report.info(f"first conv adapted from {state[key].shape[1]} checkpoint channel(s) to in_chans={own[key].shape[1]}")
+            notes.append(f"first conv adapted from {channels} checkpoint channel(s) to in_chans={own[key].shape[1]}")
     result = _load(model, state, strict=True, source=source, allow_missing=set(skipped))
+    for note in notes:  # only once the rest has loaded: a refused checkpoint says one thing, the refusal
+        report.info(note)
     result.skipped_keys = skipped
     return result
 

@@ -546,13 +546,14 @@ def load_data(config: TrainConfig) -> tuple[Any, Any | None, Any | None]:
     """(train, val or None, test or None) splits for ``config``."""
     from resnet.data import available_splits, load
 
+    common = {"data_dir": config.data_dir, "seed": config.seed, "download": config.download, "strict": config.strict}
     carve = {"val_size": config.val_size, "val_fraction": config.val_fraction}
-    train = load(config.data, "train", data_dir=config.data_dir, seed=config.seed, **carve)
+    train = load(config.data, "train", **common, **carve)
     splits = available_splits(config.data, data_dir=config.data_dir)
     val = None
     if config.val_size is not None or config.val_fraction is not None or "val" in splits:
-        val = load(config.data, "val", data_dir=config.data_dir, seed=config.seed, **carve)
-    test = load(config.data, "test", data_dir=config.data_dir, seed=config.seed) if "test" in splits else None
+        val = load(config.data, "val", **common, **carve)
+    test = load(config.data, "test", **common) if "test" in splits else None
     if test is not None:
         # Test images are normalized with the same statistics as training (the train split minus val).
         test = test.with_normalization(train.mean, train.std)

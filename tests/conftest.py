@@ -5,3 +5,37 @@ import os
 # Idle OpenMP threads sleep instead of spinning: tests start subprocesses (torchrun, resumed runs)
 # beside the main one, and spinning threads on 2 oversubscribed cores slowed the suite several-fold.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from resnet.data.testing import write_idx  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: training tests on a shared CPU avoid oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fake_fashion_mnist(root, n_train: int = 160, n_test: int = 40, seed: int = 0):
+    """Fashion-MNIST's exact on-disk layout (raw IDX files), with an easy pattern: a bright bar per class."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images, 0x00000803)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels, 0x00000801)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fmnist(tmp_path_factory: pytest.TempPathFactory):
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))

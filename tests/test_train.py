@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -25,38 +24,7 @@ from resnet.train.schedule import lr_factor_fn
 TINY = {"widths": [4, 8, 16]}  # resnet20's layout at a quarter of the width: fast, still residual
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CPU is shared: one thread each avoids oversubscription stalls (and keeps results reproducible).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-def fake_fashion_mnist(root: Path, n_train: int = 160, n_test: int = 40, seed: int = 0) -> Path:
-    """Fashion-MNIST's exact on-disk layout (raw IDX files), with an easy pattern: a bright bar per class."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
-        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", labels)
-    return root
-
-
-@pytest.fixture(scope="module")
-def fmnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(data_dir: Path, **overrides: object) -> TrainConfig:

@@ -211,3 +211,36 @@ def test_predict_table_and_json(trained_run: Path, fmnist: Path, tmp_path: Path,
     assert [p["predictions"][0]["index"] for p in predictions] == top
     code, _, stderr = run_cli(["predict", "--checkpoint", str(trained_run), str(tmp_path / "missing.png")], capsys)
     assert code == 2 and "image not found" in stderr
+
+
+def test_fast_eval_calibrates_on_training_images_not_the_evaluated_ones(trained_run: Path, monkeypatch, capsys) -> None:
+    import resnet
+    from resnet.data import load
+
+    seen: dict[str, object] = {}
+
+    def fake_optimize(model, example, *, precision, calibration):
+        seen["calibration"], seen["precision"] = list(calibration), precision
+        return model  # the fp32 model stands in: what is checked here is what optimize is given
+
+    monkeypatch.setattr(resnet, "optimize", fake_optimize)
+    code, out, _ = run_cli(["eval", "--checkpoint", str(trained_run), "--fast", "--precision", "int8", "--json"], capsys)
+    assert code == 0 and json.loads(out)["top1"] >= 0
+    batches = seen["calibration"]
+    assert seen["precision"] == "int8" and batches and all(b.shape[1:] == (1, 28, 28) for b in batches)
+    config = json.loads((trained_run / "config.json").read_text())
+    from resnet.models import read_metadata
+
+    meta = read_metadata(trained_run / "checkpoints" / "best.safetensors")
+    train = load("fashion-mnist", "train", data_dir=config["data_dir"]).with_normalization(meta["mean"], meta["std"])
+    test = load("fashion-mnist", "test", data_dir=config["data_dir"]).with_normalization(meta["mean"], meta["std"])
+    train_x = torch.cat([x for x, _ in train.batches(256)])
+    test_x = torch.cat([x for x, _ in test.batches(256)])
+
+    def among(image: torch.Tensor, pool: torch.Tensor) -> bool:
+        return bool((pool - image).abs().flatten(1).amax(1).lt(1e-5).any())
+
+    # Prepared with the checkpoint's statistics, every calibration image is a training image.
+    calib = torch.cat(batches)
+    assert all(among(img, train_x) for img in calib)
+    assert not any(among(img, test_x) for img in calib)

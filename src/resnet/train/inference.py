@@ -66,12 +66,43 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device | None = Non
     return Loaded(model, meta, file, device)
 
 
+def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 64) -> list[torch.Tensor] | None:
+    """About ``count`` shuffled training images of the checkpoint's dataset, prepared as in training.
+
+    int8 calibration must see the training distribution, never the images it is then scored on.
+    None when the training data cannot be found (the caller says so and falls back).
+    """
+    from resnet import report
+    from resnet.data import load
+
+    meta, run = loaded.metadata, run_config_of(loaded.path)
+    spec = run.get("data") or meta.get("dataset")
+    if not spec:
+        return None
+    try:
+        train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)))
+    except ResNetError as exc:
+        report.warn(f"int8 calibration: the training data of {loaded.path} is not available ({exc})")
+        return None
+    if meta.get("mean") and meta.get("std"):
+        train = train.with_normalization(meta["mean"], meta["std"])
+    batches: list[torch.Tensor] = []
+    for x, _ in train.batches(min(batch_size, len(train)), shuffle=True, seed=0, device="cpu"):
+        batches.append(x)
+        if len(batches) * batch_size >= count:
+            break
+    return batches
+
+
 def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
-                  calibration: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The fastest inference callable this machine offers (``resnet.optimize``), calibrated on one batch."""
+                  calibration: Sequence[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest inference callable this machine offers (``resnet.optimize``), calibrated on ``calibration``."""
     from resnet import optimize, report
 
-    fast = optimize(model, example, precision=precision, calibration=[calibration] if calibration is not None else None)
+    if calibration is None:
+        report.warn("int8 calibration falls back to the input images themselves (training data not found)")
+        calibration = [example]
+    fast = optimize(model, example, precision=precision, calibration=calibration)
     report.info(f"--fast: {getattr(fast, 'backend', '?')} {getattr(fast, 'precision', '?')} "
                 f"(max |logit difference| vs fp32 {getattr(fast, 'max_abs_diff', float('nan')):.3g})")
     return fast
@@ -109,7 +140,7 @@ def evaluate_checkpoint(
     model: Any = loaded.model
     if fast:
         x, _ = next(split_data.batches(min(batch_size, len(split_data)), device="cpu"))
-        model = fast_callable(loaded.model, x, precision=precision, calibration=x)
+        model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
     result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu")
     return result, loaded, split_data
 
@@ -147,7 +178,7 @@ def predict_files(
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     model: Callable[[torch.Tensor], torch.Tensor] = loaded.model
     if fast:
-        model = fast_callable(loaded.model, x, precision=precision, calibration=x)
+        model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
     probs = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):

@@ -4,7 +4,7 @@
         [--data-dir DIR] [--precision fp32,bf16,int8] [--backend auto,onnxruntime,openvino] [--json]
 
 int8 is calibrated on training images (512 of them, shuffled with seed 0), never on the test set it
-is scored on. The speed figures themselves come from `resnet bench` (see benchmarks/README.speed.md).
+is scored on. The speed figures themselves come from `resnet bench` (see benchmarks/speed.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """resnet.optimize, quantize_onnx_int8 and `resnet bench`: parity per backend, fallbacks, bad calibration.
 
 Small on purpose (a two-block residual net at 16x16), and never timed: the speed figures live in
-benchmarks/README.speed.md, measured with `resnet bench`.
+benchmarks/speed.md, measured with `resnet bench`.
 """
 
 from __future__ import annotations

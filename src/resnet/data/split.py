@@ -233,7 +233,7 @@ def _one_thread(device: torch.device) -> Iterator[None]:
 
     They are small and memory-bound: OpenMP's fork/join costs more than it saves, and far more
     when the cores are shared (measured: 1 thread ~95k images/s, 2 threads 2.5k-19k on a busy
-    2-core machine; see benchmarks/README.data.md).
+    2-core machine; see benchmarks/data.md).
     """
     if device.type != "cpu":
         yield

@@ -89,7 +89,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="resnet50", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256,
         schedule="step", step_every=30, lr_gamma=0.1, epochs=90, warmup_epochs=0.0,
     ),
-    # Best found for Fashion-MNIST within ~10 minutes of 2-core CPU training (see benchmarks/README.train.md).
+    # Best found for Fashion-MNIST within ~10 minutes of 2-core CPU training (see benchmarks/train.md).
     "fmnist-10min": dict(
         model="resnet20", data="fashion-mnist", epochs=15, batch_size=128, lr=0.2, schedule="onecycle",
         weight_decay=5e-4, label_smoothing=0.0, val_size=None,

@@ -39,3 +39,15 @@ def fake_fashion_mnist(root, n_train: int = 160, n_test: int = 40, seed: int = 0
 @pytest.fixture(scope="module")
 def fmnist(tmp_path_factory: pytest.TempPathFactory):
     return fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+def randomize_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BN statistics and affine parameters, so eval-mode comparisons exercise every norm."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    return model

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import randomize_norms
 from resnet.errors import ResNetError
 from resnet.models import create_model, list_models
 from resnet.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ZeroPadShortcut
@@ -30,18 +31,6 @@ def meta_model(name: str, **options: object) -> nn.Module:
     """The model built on the meta device: exact shapes and counts, no memory, no init cost."""
     with torch.device("meta"):
         return create_model(name, **options)
-
-
-def randomize_norms(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so eval-mode comparisons test the norms too."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-    return model
 
 
 # --- registry -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomize_norms
 from resnet.models import create_model, load_weights
 
 torchvision = pytest.importorskip("torchvision")
@@ -22,18 +23,6 @@ TORCHVISION_NAMES = [
     "resnext50_32x4d",
     "resnext101_32x8d",
 ]
-
-
-def randomize_norms(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so the comparison exercises every norm."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-    return model
 
 
 def max_logit_diff(ours: nn.Module, reference: nn.Module, size: int = 64, *, relative: bool = False) -> float:

@@ -174,6 +174,9 @@ def test_eval_reports_metrics_and_confusion(trained_run: Path, fmnist: Path, tmp
     # The same numbers as the run's own final test evaluation (same weights: the last epoch).
     summary = json.loads((trained_run / "summary.json").read_text())
     assert result["top1"] == pytest.approx(summary["test_top1"]) and result["loss"] == pytest.approx(summary["test_loss"], rel=1e-5)
+    code, stdout, _ = run_cli(["eval", "--checkpoint", str(trained_run / "checkpoints" / "last.safetensors"),
+                               "--data-dir", str(fmnist), "--out", str(tmp_path), "--json", "--tta"], capsys)
+    assert code == 0 and json.loads(stdout)["loss"] != pytest.approx(summary["test_loss"], rel=1e-5)  # mirrored too
 
 
 def test_eval_refuses_a_foreign_file(tmp_path: Path, capsys) -> None:
@@ -181,6 +184,19 @@ def test_eval_refuses_a_foreign_file(tmp_path: Path, capsys) -> None:
     bogus.write_bytes(b"not a checkpoint at all")
     code, _, stderr = run_cli(["eval", "--checkpoint", str(bogus)], capsys)
     assert code == 2 and stderr.startswith("resnet: error: ") and len(stderr.strip().splitlines()) == 1
+
+
+def test_eval_strict_names_an_unreadable_image(trained_run: Path, tmp_path: Path, capsys) -> None:
+    from resnet.data import testing as fixtures
+
+    classes = [f"c{i}" for i in range(10)]
+    root = fixtures.write_image_folder(tmp_path / "set", classes=classes, per_class=1, size=(28, 28), splits=("train", "test"), mode="L")
+    (root / "test" / "c3" / "broken.png").write_bytes(b"\x89PNG not really")
+    code, _, stderr = run_cli(["eval", "--checkpoint", str(trained_run), "--data", str(root), "--strict"], capsys)
+    assert code == 2 and "broken.png" in stderr and len(stderr.strip().splitlines()) == 1
+    code, stdout, stderr = run_cli(["eval", "--checkpoint", str(trained_run), "--data", str(root), "--json"], capsys)
+    assert code == 0, stderr
+    assert json.loads(stdout)["num_samples"] == 10  # skipped, not fatal, without --strict
 
 
 def test_predict_table_and_json(trained_run: Path, fmnist: Path, tmp_path: Path, capsys) -> None:

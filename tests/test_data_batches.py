@@ -72,6 +72,24 @@ def test_batches_are_deterministic_per_seed_and_epoch() -> None:
     assert not torch.equal(first[0], plain[0])
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_crop_padding_bounds_the_shift(padding: int) -> None:
+    split = _split(n=64)
+    plain = torch.cat([x for x, _ in split.batches(64)])
+    augmented = torch.cat([x for x, _ in split.batches(64, augment=True, padding=padding)])
+    shifts = set()
+    for a, img in zip(augmented, plain):
+        for flipped in (img, img.flip(-1)):
+            for dy in range(-4, 5):
+                for dx in range(-4, 5):
+                    h, w = img.shape[-2:]
+                    ys, xs = slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0))
+                    src = flipped[:, slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))]
+                    if torch.equal(a[:, ys, xs], src):
+                        shifts.add(max(abs(dy), abs(dx)))
+    assert max(shifts) == padding  # 0: flips only; 2: shifted by up to 2 pixels, never more
+
+
 def test_start_batch_resumes_exactly() -> None:
     split = _split()
     full = list(split.batches(8, shuffle=True, augment=True, epoch=1, seed=2))

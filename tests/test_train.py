@@ -58,6 +58,20 @@ def test_validation_size_and_fraction_replace_each_other_across_layers() -> None
     assert (off.val_fraction, off.val_size) == (None, None)
 
 
+def test_a_folders_own_val_split_wins_over_the_recipes_carve(tmp_path: Path) -> None:
+    from resnet.data import testing as fixtures
+    from resnet.train.fit import load_data, with_own_val
+
+    root = fixtures.write_image_folder(tmp_path / "pets", per_class=6, size=(8, 8), splits=("train", "val"))
+    train, val, _ = load_data(resolve_config({"data": str(root)}))  # quick recipe: carve 1/12 where no val/
+    assert (len(train), len(val)) == (18, 18)
+    assert (with_own_val(resolve_config({"data": str(root)})).val_fraction) is None  # what config.json records
+    carved = resolve_config({"data": str(root), "val_fraction": 0.5})  # an explicit flag carves anyway
+    assert carved.own_val_first is False
+    train, val, _ = load_data(carved)
+    assert (len(train), len(val)) == (9, 9)
+
+
 def test_train_flags_reach_the_config() -> None:
     from resnet.cli.main import build_parser
     from resnet.cli.train import CONTROL
@@ -150,6 +164,21 @@ def test_fit_writes_a_complete_run_folder(fmnist: Path, tmp_path: Path) -> None:
     reloaded, _ = model_from_checkpoint(out / "checkpoints" / "last.safetensors")
     for (k, a), b in zip(result.model.state_dict().items(), reloaded.state_dict().values()):
         assert torch.equal(a.cpu(), b), k
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(fmnist: Path) -> None:
+    from conftest import randomize_norms
+
+    config = tiny_config(fmnist)
+    train, _, test = splits(config)
+    model = randomize_norms(tiny_model(train)).eval()
+    x, y = next(test.batches(40))
+    with torch.no_grad():
+        logits = (model(x) + model(x.flip(3))) / 2
+    result = evaluate(model, test, batch_size=16, flip_tta=True)
+    assert result.loss == pytest.approx(float(nn.functional.cross_entropy(logits, y)), rel=1e-5)
+    assert result.top1 == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert result.loss != pytest.approx(evaluate(model, test, batch_size=16).loss, rel=1e-5)  # it did something
 
 
 def test_evaluate_counts(fmnist: Path) -> None:

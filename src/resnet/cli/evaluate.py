@@ -12,6 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder (its best checkpoint) or a .safetensors file")
     p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
     p.add_argument("--data-dir", default=None, metavar="DIR")
+    p.add_argument("--download", action="store_true",
+                   help="fetch a named dataset (fashion-mnist, cifar10, cifar100) with torchvision when it is not found")
+    p.add_argument("--strict", action="store_true", help="an unreadable image file is an error instead of being skipped")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each image's logits with its mirror image's (default: as the run was trained with --tta)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result, loaded, data = evaluate_checkpoint(
         args.checkpoint, data=args.data, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
         device=args.device, fast=args.fast, precision=args.precision, unsafe=args.unsafe_load,
+        download=args.download, strict=args.strict, flip_tta=args.tta,
     )
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else loaded.path.parent)

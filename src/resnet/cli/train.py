@@ -47,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lr-gamma", type=float, default=S, help="step schedule: the divisor's inverse (0.1)")
     g.add_argument("--warmup-epochs", type=float, default=S)
     g.add_argument("--label-smoothing", type=float, default=S)
-    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S, help="pad-4 crop + flip")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S, help="random crop + horizontal flip")
+    g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=S,
+                   help="score val/test on each image and its mirror image, averaged (flip test-time augmentation)")
+    g.add_argument("--crop-padding", type=int, default=S, metavar="PIXELS",
+                   help="zero padding before the random crop (the paper's 4; 0 = flip only)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")
     g.add_argument("--ema-decay", type=float, default=S)
     g = p.add_argument_group("running")

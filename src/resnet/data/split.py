@@ -129,12 +129,13 @@ class DataSplit:
         channels_last: bool = False,
         num_workers: int = 0,
         start_batch: int = 0,
+        padding: int = PADDING,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)``: x float32 (B, C, H, W) normalized, y int64, both on ``device``.
 
-        ``augment`` = random crop with 4-pixel zero padding + horizontal flip, per batch, on
-        ``device``. ``start_batch`` skips the first batches exactly as if they had been consumed
-        (for resuming mid-epoch). ``num_workers`` decodes image files in that many processes
+        ``augment`` = random crop with ``padding``-pixel zero padding (0: no crop) + horizontal
+        flip, per batch, on ``device``. ``start_batch`` skips the first batches exactly as if they
+        had been consumed (for resuming mid-epoch). ``num_workers`` decodes image files in that many processes
         (unused for sets held in memory: their batches are already just tensor ops).
         """
         _check_batching(batch_size, rank, world_size)
@@ -144,7 +145,7 @@ class DataSplit:
             order = order[: len(order) // batch_size * batch_size]
         draws = None
         if augment:  # drawn for the whole epoch at once (cheap), so start_batch lands on the same draws
-            draws = CropFlipDraws.draw(len(order), PADDING, seeded_generator(seed, epoch, rank, _AUGMENT)).to(device)
+            draws = CropFlipDraws.draw(len(order), padding, seeded_generator(seed, epoch, rank, _AUGMENT)).to(device)
         normalize = Normalizer(self.mean, self.std, device)
         starts = range(start_batch * batch_size, len(order), batch_size)
         if self.images is not None:

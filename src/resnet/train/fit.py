@@ -8,6 +8,7 @@ so a run killed at any moment and resumed ends with the same weights as one neve
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -77,11 +78,13 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     dist: DistContext | None = None,
+    flip_tta: bool = False,
 ) -> EvalResult:
     """Loss, top-1, top-5, per-class accuracy and confusion matrix of ``model`` on a DataSplit.
 
     Under DDP each process evaluates its shard and the sums are added up, so every process gets the
-    result for the whole split.
+    result for the whole split. ``flip_tta`` averages the logits of each image and its mirror image
+    (test-time augmentation; right for data trained with flips, twice the cost).
     """
     is_module = isinstance(model, nn.Module)  # else any callable, e.g. what resnet.optimize returns
     if device is None:
@@ -99,8 +102,9 @@ def evaluate(
     try:
         for x, y in data.batches(batch_size, device=device, rank=rank, world_size=world, channels_last=channels_last):
             with autocast(device, amp_dtype):
-                logits = model(x)
-            logits = logits.float()
+                logits = model(x).float()
+                if flip_tta:
+                    logits = (logits + model(x.flip(3)).float()) / 2
             top = logits.topk(k, dim=1).indices
             sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
             sums[1] += (top[:, 0] == y).sum()
@@ -417,7 +421,7 @@ def fit(
             batches = train_data.batches(
                 batch_size, shuffle=True, augment=config.augment, epoch=epoch, seed=config.seed, device=device,
                 drop_last=True, rank=ctx.rank, world_size=ctx.world_size, channels_last=config.channels_last,
-                num_workers=config.num_workers, start_batch=first,
+                num_workers=config.num_workers, start_batch=first, padding=config.crop_padding,
             )
             epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
             with report.progress(epoch_steps if ctx.is_main else None, f"epoch {epoch + 1}/{num_epochs}") as bar:
@@ -466,12 +470,12 @@ def fit(
             }
             if val_data is not None:
                 val = evaluate(eval_model, val_data, batch_size=config.eval_batch_size, device=device,
-                               amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx)
+                               amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx, flip_tta=config.tta)
                 row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
             if test_data is not None:
                 # Test error every epoch, as in the paper's figures; reported only, never used to choose.
                 test = evaluate(eval_model, test_data, batch_size=config.eval_batch_size, device=device,
-                                amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx)
+                                amp_dtype=amp_dtype, channels_last=config.channels_last, dist=ctx, flip_tta=config.tta)
                 row.update(test_loss=test.loss, test_top1=test.top1)
             row["seconds"] = round(time.perf_counter() - epoch_start, 3)
             row["nonfinite_steps"] = nonfinite
@@ -505,7 +509,7 @@ def fit(
     }
     if test_data is not None and test is None:  # nothing left to train after a resume
         test = evaluate(eval_model, test_data, batch_size=config.eval_batch_size, device=device, amp_dtype=amp_dtype,
-                        channels_last=config.channels_last, dist=ctx)
+                        channels_last=config.channels_last, dist=ctx, flip_tta=config.tta)
     if test is not None:
         summary.update(test_loss=test.loss, test_top1=test.top1, test_top5=test.top5, test_size=test.num_samples)
     summary["train_seconds"] = round(sum(row["seconds"] for row in history), 1)
@@ -542,10 +546,22 @@ def _epoch_line(row: dict[str, Any], num_epochs: int) -> str:
 # The whole job from a config: data, model, fit (what `resnet train` and torchrun run)
 
 
+def with_own_val(config: TrainConfig) -> TrainConfig:
+    """``config`` without its carve when the data has a val split of its own and no carve was asked for explicitly."""
+    from resnet.data import available_splits
+
+    carving = config.val_size is not None or config.val_fraction is not None
+    if carving and config.own_val_first and "val" in available_splits(config.data, data_dir=config.data_dir):
+        report.info(f"{config.data}: using its own val split (pass --val-fraction or --val-size to carve from train instead)")
+        return dataclasses.replace(config, val_size=None, val_fraction=None)
+    return config
+
+
 def load_data(config: TrainConfig) -> tuple[Any, Any | None, Any | None]:
     """(train, val or None, test or None) splits for ``config``."""
     from resnet.data import available_splits, load
 
+    config = with_own_val(config)
     common = {"data_dir": config.data_dir, "seed": config.seed, "download": config.download, "strict": config.strict}
     carve = {"val_size": config.val_size, "val_fraction": config.val_fraction}
     train = load(config.data, "train", **common, **carve)
@@ -571,6 +587,7 @@ def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = 
     get_builder(config.model)  # an unknown name fails now (with close names), not after loading the data
     if out is not None and not distributed.launched_by_torchrun():
         prepare_run_dir(out, resume=resume, overwrite=overwrite, write=False)  # fail before loading anything
+    config = with_own_val(config)  # before it is saved: eval of split 'val' must read the same images
     train_data, val_data, test_data = load_data(config)
     torch.manual_seed(config.seed)  # the initial weights
     model = create_model(config.model, num_classes=train_data.num_classes, in_chans=train_data.in_chans,

@@ -119,6 +119,9 @@ def evaluate_checkpoint(
     fast: bool = False,
     precision: str = "auto",
     unsafe: bool = False,
+    download: bool = False,
+    strict: bool = False,
+    flip_tta: bool | None = None,
 ) -> tuple[EvalResult, Loaded, Any]:
     """Evaluate a checkpoint (file or run folder) on a split; the data defaults to what it was trained on."""
     from resnet.data import load
@@ -129,7 +132,7 @@ def evaluate_checkpoint(
     if not spec:
         raise ResNetError(f"{loaded.path} does not say which data it was trained on; pass --data")
     data_dir = data_dir or (run.get("data_dir") if not data else None)
-    split_data = load(spec, split, data_dir=data_dir, seed=int(run.get("seed", 0)),
+    split_data = load(spec, split, data_dir=data_dir, seed=int(run.get("seed", 0)), download=download, strict=strict,
                       **({k: run.get(k) for k in ("val_size", "val_fraction")} if split == "val" else {}))
     num_classes = meta.get("num_classes") or getattr(loaded.model, "num_classes", None)
     if num_classes is not None and split_data.num_classes != num_classes:
@@ -141,7 +144,8 @@ def evaluate_checkpoint(
     if fast:
         x, _ = next(split_data.batches(min(batch_size, len(split_data)), device="cpu"))
         model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
-    result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu")
+    result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu",
+                      flip_tta=bool(run.get("tta", False)) if flip_tta is None else flip_tta)  # None: as the run scored it
     return result, loaded, split_data
 
 

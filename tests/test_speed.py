@@ -7,10 +7,13 @@ benchmarks/speed.md, measured with `resnet bench`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,11 +196,22 @@ def test_auto_precision_follows_the_hardware(model: nn.Module, calibration: list
     assert fast.precision in ("fp32", "bf16") and fast.images_per_s > 0
 
 
-def test_parity_failure_is_reported(model: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parity_failure_is_reported(model: nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     optimize_module = importlib.import_module("resnet.speed.optimize")  # the module, not the function
     monkeypatch.setattr(optimize_module, "FP32_MAX_ABS_DIFF", -1.0)  # nothing can pass
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(ResNetError, match="no candidate passed the parity check"):
         optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="torch", compile=False)
+    assert not list(tmp_path.glob("resnet-optimize-*"))  # a failed call leaves no work folder behind
+
+
+def test_work_folder_lives_as_long_as_the_result(model: nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fast = optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="torch", compile=False)
+    assert len(list(tmp_path.glob("resnet-optimize-*"))) == 1
+    del fast
+    gc.collect()
+    assert not list(tmp_path.glob("resnet-optimize-*"))
 
 
 @pytest.mark.parametrize(

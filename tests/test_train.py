@@ -338,9 +338,10 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(fmnist: Path, tmp_p
 def test_ddp_two_gloo_processes_match_one_process(fmnist: Path, tmp_path: Path) -> None:
     common = ["--data-dir", str(fmnist), "--model-option", "widths=[4,8,16]", "--epochs", "2", "--batch-size", "32",
               "--val-size", "32", "--no-amp", "--no-augment", "--sync-bn", "--lr", "0.02", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: a free port of its own; TMPDIR: torchrun's log folder goes with the test's files
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     two = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "resnet", "train", *common, "--out", str(tmp_path / "two")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -156,6 +156,19 @@ def optimize(
 
     modules = _backends(backend)
     base = Job(folded, example_input, precisions[0], batches)
+    try:
+        return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
+                       precision=precision, backend=backend)
+    except BaseException:  # nothing returned holds the exported files: remove them now, not at exit
+        shutil.rmtree(base.workdir, ignore_errors=True)
+        raise
+
+
+def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], dev: torch.device,
+            parity_inputs: list[torch.Tensor], references: list[torch.Tensor], skipped: list[str], *,
+            compile: bool, precision: str, backend: str) -> OptimizedModel:
+    """Build every candidate, keep those that pass parity, time them and wrap the fastest."""
+    example_input = base.example_input
     candidates: list[tuple[Candidate, Job]] = []
     for p in precisions:
         job = base.for_precision(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,11 +16,13 @@ import torch
 from torch import nn
 
 from resnet import create_model
+from resnet import device as hw
 from resnet.data import load
 from resnet.errors import ResNetError
 from resnet.train import TrainConfig, evaluate, fit, resolve_config
 from resnet.train.checkpoint import load_state
 from resnet.train.schedule import lr_factor_fn
+from resnet.train.step import amp_dtype_for
 
 TINY = {"widths": [4, 8, 16]}  # resnet20's layout at a quarter of the width: fast, still residual
 
@@ -367,3 +370,20 @@ def test_ddp_two_gloo_processes_match_one_process(fmnist: Path, tmp_path: Path) 
     flat1, flat2 = (torch.cat([w[k].double().flatten() for k in floats]) for w in (w1, w2))
     assert float((flat1 - flat2).norm() / flat1.norm()) < 1e-3
     assert stdout.count("test accuracy") == 1  # rank 0 alone reports
+
+
+# -- precision follows the hardware --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "fma"}, None),  # a Zen 3: bf16 is emulated there (measured ~7x slower): train in fp32
+        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, torch.bfloat16),  # a Zen 5: native bf16
+    ],
+)
+def test_default_amp_follows_the_cpu(flags: set[str], expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = dataclasses.replace(hw.cpu_info(), flags=frozenset(flags))
+    monkeypatch.setattr(hw, "cpu_info", lambda: fake)
+    assert amp_dtype_for("cpu", None) is expected  # --amp not given
+    assert amp_dtype_for("cpu", True) is torch.bfloat16 and amp_dtype_for("cpu", False) is None  # flags win

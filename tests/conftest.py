@@ -6,6 +6,8 @@ import os
 # beside the main one, and spinning threads on 2 oversubscribed cores slowed the suite several-fold.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import dataclasses  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -51,3 +53,11 @@ def randomize_norms(model: torch.nn.Module) -> torch.nn.Module:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0, 0.1)
     return model
+
+
+def fake_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str]) -> None:
+    """Make the ISA detection see a CPU with these /proc/cpuinfo flags (e.g. a Zen 3 or a Zen 5)."""
+    from resnet import device as hw
+
+    fake = dataclasses.replace(hw.cpu_info(), flags=frozenset(flags))
+    monkeypatch.setattr(hw, "cpu_info", lambda: fake)

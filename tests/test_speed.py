@@ -6,7 +6,6 @@ benchmarks/speed.md, measured with `resnet bench`.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
 import json
@@ -20,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from resnet import device as hw
+from conftest import fake_cpu_flags
 from resnet.errors import ResNetError
 from resnet.speed import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, check_calibration, fold_batchnorm, optimize
 
@@ -175,20 +174,15 @@ def test_int8_without_engines_says_what_to_install(model: nn.Module, calibration
         optimize(model, torch.randn(2, 3, 16, 16), precision="int8", calibration=calibration)
 
 
-def _fake_cpu(monkeypatch: pytest.MonkeyPatch, flags: set[str]) -> None:
-    fake = dataclasses.replace(hw.cpu_info(), flags=frozenset(flags))
-    monkeypatch.setattr(hw, "cpu_info", lambda: fake)
-
-
 def test_auto_precision_follows_the_hardware(model: nn.Module, calibration: list[torch.Tensor],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     x = torch.randn(2, 3, 16, 16)
-    _fake_cpu(monkeypatch, {"avx2", "fma"})  # a Zen 3: no native bf16, no VNNI -> fp32 only
+    fake_cpu_flags(monkeypatch, {"avx2", "fma"})  # a Zen 3: no native bf16, no VNNI -> fp32 only
     fast = optimize(model, x, backend="onnxruntime", calibration=calibration)
     assert {t["precision"] for t in fast.timings} == {"fp32"}
-    _fake_cpu(monkeypatch, {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})  # a Zen 5
+    fake_cpu_flags(monkeypatch, {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})  # a Zen 5
     fast = optimize(model, x, backend="onnxruntime", calibration=calibration)
     assert {t["precision"] for t in fast.timings} == {"fp32", "int8"}  # ORT has no bf16 path
     fast = optimize(model, x, backend="torch", compile=False, calibration=calibration)
@@ -291,6 +285,22 @@ def test_bench_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(engines) == {"eager (ours, unoptimized)", "ours (resnet.optimize)", "onnxruntime"}
     assert engines["eager (ours, unoptimized)"]["ratio"] == pytest.approx(1.0)
     assert all(r["images_per_s"] > 0 and r["batch"] == 2 for r in result["rows"])
+
+
+def test_bench_leaves_no_work_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from resnet.cli.main import main
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = main(["-q", "bench", "--model", "resnet20", "--batch", "2", "--input", "16", "--against", "onnxruntime",
+                 "--precision", "fp32,int8", "--rounds", "1", "--round-seconds", "0.01", "--no-compile", "--json"])
+    assert code == 0
+    assert {(r["engine"], r["precision"]) for r in json.loads(capsys.readouterr().out)["rows"]} >= {
+        ("onnxruntime", "fp32"), ("onnxruntime", "int8")}  # the peer's export served both precisions
+    gc.collect()
+    assert not list(tmp_path.glob("resnet-optimize-*"))
 
 
 def test_bench_cli_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:

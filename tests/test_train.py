@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -15,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import fake_cpu_flags, randomize_norms
 from resnet import create_model
-from resnet import device as hw
 from resnet.data import load
 from resnet.errors import ResNetError
 from resnet.train import TrainConfig, evaluate, fit, resolve_config
@@ -170,8 +169,6 @@ def test_fit_writes_a_complete_run_folder(fmnist: Path, tmp_path: Path) -> None:
 
 
 def test_flip_tta_averages_each_image_with_its_mirror(fmnist: Path) -> None:
-    from conftest import randomize_norms
-
     config = tiny_config(fmnist)
     train, _, test = splits(config)
     model = randomize_norms(tiny_model(train)).eval()
@@ -383,7 +380,6 @@ def test_ddp_two_gloo_processes_match_one_process(fmnist: Path, tmp_path: Path) 
     ],
 )
 def test_default_amp_follows_the_cpu(flags: set[str], expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = dataclasses.replace(hw.cpu_info(), flags=frozenset(flags))
-    monkeypatch.setattr(hw, "cpu_info", lambda: fake)
+    fake_cpu_flags(monkeypatch, flags)
     assert amp_dtype_for("cpu", None) is expected  # --amp not given
     assert amp_dtype_for("cpu", True) is torch.bfloat16 and amp_dtype_for("cpu", False) is None  # flags win

@@ -21,6 +21,7 @@ import shutil
 import statistics
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,7 +166,11 @@ def _engine_runner(engine: str, model: nn.Module, x: torch.Tensor, precision: st
     if module.missing() or module.supports(precision, x.device):
         return None
     if engine == "onnxruntime":
-        job = cache.setdefault("job", Job(model, x, "fp32", calibration))
+        if "job" not in cache:  # one export for every precision and batch size
+            cache["job"] = Job(model, x, "fp32", calibration)
+            # Its files go with the bench's engine cache, whether the bench ends or fails.
+            weakref.finalize(cache["job"], shutil.rmtree, cache["job"].workdir, True)
+        job = cache["job"]
         if precision == "int8":
             path = onnxruntime_backend.quantize_onnx_int8(job.onnx_file(), job.workdir / "peer.int8.onnx", calibration)
             return onnxruntime_backend.session_runner(path)
@@ -216,45 +221,41 @@ def bench_infer(
     engine_cache: dict[str, dict[Any, Any]] = {"onnxruntime": {}, "openvino": {}}
     result: dict[str, Any] = {"mode": "infer", "model": model_name, "input": input_size, "header": header(dev, clock), "rows": []}
 
-    try:
-        for batch in batches:
-            x = torch.randn(batch, in_chans, input_size, input_size, generator=generator).to(dev)
-            entries: list[Entry] = []
-            baseline = Entry("torchvision eager" if tv_model is not None else "eager (ours, unoptimized)", "fp32",
-                             _eager(peer_base, x), 0.0)
-            entries.append(baseline)
-            for p in precisions:
-                try:
-                    om, setup = _timed(lambda: optimize(ours_model, x, precision=p, calibration=calibration, compile=compile))
-                except ResNetError as exc:
-                    report.warn(f"ours {p} at batch {batch}: {exc}")
+    for batch in batches:
+        x = torch.randn(batch, in_chans, input_size, input_size, generator=generator).to(dev)
+        entries: list[Entry] = []
+        baseline = Entry("torchvision eager" if tv_model is not None else "eager (ours, unoptimized)", "fp32",
+                         _eager(peer_base, x), 0.0)
+        entries.append(baseline)
+        for p in precisions:
+            try:
+                om, setup = _timed(lambda: optimize(ours_model, x, precision=p, calibration=calibration, compile=compile))
+            except ResNetError as exc:
+                report.warn(f"ours {p} at batch {batch}: {exc}")
+                continue
+            entries.append(Entry("ours (resnet.optimize)", p, _bind(om, x), setup, f"{om.backend} {om.variant}"))
+        if timm_model is not None:
+            entries.append(Entry("timm eager", "fp32", _eager(timm_model, x), 0.0))
+        for p in precisions:
+            if "compile" in against and p in ("fp32", "bf16") and compile:
+                run, setup = _timed(lambda: _compiled(peer_base, x, p))
+                entries.append(Entry("torch.compile", p, run, setup, "channels_last"))
+            for engine in ("onnxruntime", "openvino"):
+                if engine not in against:
                     continue
-                entries.append(Entry("ours (resnet.optimize)", p, _bind(om, x), setup, f"{om.backend} {om.variant}"))
-            if timm_model is not None:
-                entries.append(Entry("timm eager", "fp32", _eager(timm_model, x), 0.0))
-            for p in precisions:
-                if "compile" in against and p in ("fp32", "bf16") and compile:
-                    run, setup = _timed(lambda: _compiled(peer_base, x, p))
-                    entries.append(Entry("torch.compile", p, run, setup, "channels_last"))
-                for engine in ("onnxruntime", "openvino"):
-                    if engine not in against:
-                        continue
-                    cache = engine_cache[engine]
-                    if p not in cache:  # dynamic batch: built once, used at every batch size
-                        try:
-                            cache[p] = _timed(lambda: _engine_runner(engine, peer_base, x, p, calibration, cache))
-                        except Exception as exc:  # a peer failing is a finding, not a crash
-                            report.warn(f"{engine} {p} failed: {type(exc).__name__}: {exc}")
-                            cache[p] = (None, 0.0)
-                    runner, setup = cache[p]
-                    if runner is not None:
-                        entries.append(Entry(engine, p, _bind(runner, x), setup))
-            report.info(f"bench: batch {batch}: {len(entries)} contenders, {rounds} alternating rounds")
-            measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s, clock=clock)
-            result["rows"] += _rows(entries, batch, baseline)
-    finally:  # the peer's exported ONNX files, also when a round fails or is interrupted
-        if "job" in engine_cache["onnxruntime"]:
-            shutil.rmtree(engine_cache["onnxruntime"]["job"].workdir, ignore_errors=True)
+                cache = engine_cache[engine]
+                if p not in cache:  # dynamic batch: built once, used at every batch size
+                    try:
+                        cache[p] = _timed(lambda: _engine_runner(engine, peer_base, x, p, calibration, cache))
+                    except Exception as exc:  # a peer failing is a finding, not a crash
+                        report.warn(f"{engine} {p} failed: {type(exc).__name__}: {exc}")
+                        cache[p] = (None, 0.0)
+                runner, setup = cache[p]
+                if runner is not None:
+                    entries.append(Entry(engine, p, _bind(runner, x), setup))
+        report.info(f"bench: batch {batch}: {len(entries)} contenders, {rounds} alternating rounds")
+        measure(entries, rounds=rounds, batch=batch, min_round_s=min_round_s, clock=clock)
+        result["rows"] += _rows(entries, batch, baseline)
     result["header"]["load_average_after"] = list(os.getloadavg())
     return result
 

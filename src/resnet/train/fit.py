@@ -17,7 +17,7 @@ import platform
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -546,12 +546,19 @@ def _epoch_line(row: dict[str, Any], num_epochs: int) -> str:
 # The whole job from a config: data, model, fit (what `resnet train` and torchrun run)
 
 
-def with_own_val(config: TrainConfig) -> TrainConfig:
-    """``config`` without its carve when the data has a val split of its own and no carve was asked for explicitly."""
+def with_own_val(config: TrainConfig, splits: Collection[str] | None = None) -> TrainConfig:
+    """``config`` without its carve when the data has a val split of its own and no carve was asked for explicitly.
+
+    ``splits``: the data's splits when the caller has already listed them (else they are listed here, if needed).
+    """
     from resnet.data import available_splits
 
     carving = config.val_size is not None or config.val_fraction is not None
-    if carving and config.own_val_first and "val" in available_splits(config.data, data_dir=config.data_dir):
+    if not (carving and config.own_val_first):
+        return config
+    if splits is None:
+        splits = available_splits(config.data, data_dir=config.data_dir)
+    if "val" in splits:
         report.info(f"{config.data}: using its own val split (pass --val-fraction or --val-size to carve from train instead)")
         return dataclasses.replace(config, val_size=None, val_fraction=None)
     return config
@@ -561,11 +568,11 @@ def load_data(config: TrainConfig) -> tuple[Any, Any | None, Any | None]:
     """(train, val or None, test or None) splits for ``config``."""
     from resnet.data import available_splits, load
 
-    config = with_own_val(config)
+    splits = available_splits(config.data, data_dir=config.data_dir)
+    config = with_own_val(config, splits)
     common = {"data_dir": config.data_dir, "seed": config.seed, "download": config.download, "strict": config.strict}
     carve = {"val_size": config.val_size, "val_fraction": config.val_fraction}
     train = load(config.data, "train", **common, **carve)
-    splits = available_splits(config.data, data_dir=config.data_dir)
     val = None
     if config.val_size is not None or config.val_fraction is not None or "val" in splits:
         val = load(config.data, "val", **common, **carve)

@@ -1,6 +1,7 @@
 """resnet: residual networks from the papers, trained, inspected, exported and served.
 
-The public surface: ``create_model``, ``list_models``, ``load_weights``, ``save_weights`` (models),
+The public surface: ``create_model``, ``list_models``, ``list_pretrained``, ``from_pretrained``,
+``load_weights``, ``save_weights``, ``model_from_checkpoint`` (models),
 ``resnet.data.load`` (datasets), ``resnet.train.fit`` / ``evaluate`` (training), ``resnet.inspect``
 (summary, diagrams), ``resnet.export`` and ``optimize`` (fast inference).
 """
@@ -10,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from resnet.errors import ResNetError
-from resnet.models import create_model, list_models, load_weights, save_weights
+from resnet.models import create_model, from_pretrained, list_models, list_pretrained, load_weights, model_from_checkpoint, save_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["ResNetError", "create_model", "list_models", "load_weights", "save_weights", "optimize", "__version__"]
+__all__ = [
+    "ResNetError", "create_model", "from_pretrained", "list_models", "list_pretrained", "load_weights",
+    "model_from_checkpoint", "save_weights", "optimize", "__version__",
+]  # fmt: skip
 
 
 def optimize(*args: Any, **kwargs: Any) -> Any:

@@ -281,8 +281,10 @@ class ResNet(nn.Module):
         norm_layer: "batchnorm", "groupnorm", "frozen_batchnorm" or a callable taking channels.
         zero_init_residual: start each branch at zero. drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
-        features_only, out_indices: return the outputs of the stem (0) and stages (1..) as a list.
         frozen_stages: freeze the stem and the first k stages (-1: none). norm_eval: every BN in eval.
+
+    Backbone mode (the stem's and stages' outputs as a list) is ``resnet.models.features.FeatureBackbone``,
+    a wrapper around this net (``create_model(..., features_only=True)``); ``forward`` always returns logits.
     """
 
     def __init__(
@@ -305,8 +307,6 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        features_only: bool = False,
-        out_indices: Sequence[int] | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
     ) -> None:
@@ -385,15 +385,6 @@ class ResNet(nn.Module):
         self.final_norm = norm(in_chs) if preact else nn.Identity()
         self.final_act = nn.ReLU(inplace=True) if preact else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.features_only = features_only
-        if features_only:
-            self.out_indices = tuple(out_indices) if out_indices is not None else tuple(range(1, len(layers) + 1))
-            if not self.out_indices or any(not 0 <= i <= len(layers) for i in self.out_indices):
-                raise ResNetError(f"out_indices must be in 0..{len(layers)} (0 = stem), got {list(self.out_indices)}")
-            self.feature_info = [self.feature_info[i] for i in self.out_indices]
-            num_classes = 0
-        elif out_indices is not None:
-            raise ResNetError("out_indices only applies with features_only=True")
         self.num_classes = num_classes
         self.fc: nn.Module = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
 
@@ -453,27 +444,7 @@ class ResNet(nn.Module):
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return x if pre_logits else self.fc(x)
 
-    def forward_stages(self, x: Tensor) -> list[Tensor]:
-        """The outputs selected by ``out_indices``: 0 = stem, 1.. = stages (C2..C5 on ImageNet nets)."""
-        outputs: list[Tensor] = []
-        x = self.forward_stem(x)
-        if 0 in self.out_indices:
-            outputs.append(x)
-        x = self.maxpool(x)
-        last = max(self.out_indices)
-        for index, name in enumerate(self.stage_names, start=1):
-            if index > last:
-                break
-            x = self.run_stage(getattr(self, name), x)
-            if index == len(self.stage_names):
-                x = self.final_act(self.final_norm(x))
-            if index in self.out_indices:
-                outputs.append(x)
-        return outputs
-
-    def forward(self, x: Tensor) -> Any:
-        if self.features_only:
-            return self.forward_stages(x)
+    def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
     # --- backbone mode: frozen stages, BN kept in eval ------------------------------------------

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from resnet import report
 from resnet.errors import ResNetError
 from resnet.io import atomic_write
+from resnet.models.features import HEAD_KEY_PREFIXES, FeatureBackbone
 
 PathLike = str | os.PathLike[str]
 METADATA_KEY = "resnet"
@@ -173,8 +174,16 @@ def _describe_mismatch(model: nn.Module, state: Mapping[str, Tensor], keys: list
     return "; ".join(parts)
 
 
+def _without_head_for_backbone(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A backbone has no classifier: a classifier checkpoint's head keys are not meant for it."""
+    if not isinstance(model, FeatureBackbone):
+        return state
+    return {k: v for k, v in state.items() if not k.startswith(HEAD_KEY_PREFIXES)}
+
+
 def _load(model: nn.Module, state: dict[str, Tensor], *, strict: bool, source: str, allow_missing: set[str] = frozenset()) -> LoadResult:
     model = unwrap_model(model)
+    state = _without_head_for_backbone(model, state)
     name = getattr(model, "model_name", type(model).__name__)
     mismatched = _shape_mismatches(model, state)
     if mismatched:
@@ -239,7 +248,7 @@ def load_pretrained(model: nn.Module, path_or_state_dict: PathLike | Mapping[str
         source, raw = "state dict", path_or_state_dict
     else:
         source, raw = str(path_or_state_dict), read_state_dict(path_or_state_dict, unsafe=unsafe)
-    state = normalize_state_dict(raw, source=source)
+    state = _without_head_for_backbone(model, normalize_state_dict(raw, source=source))
     own = model.state_dict()
     skipped: list[str] = []
     head = [k for k in ("fc.weight", "fc.bias") if k in state]
@@ -284,35 +293,42 @@ def save_weights(model: nn.Module, path: PathLike, *, metadata: Mapping[str, Any
 
     The header key "resnet" holds JSON with ``arch``, ``num_classes``, ``in_chans``,
     ``model_options`` and whatever ``metadata`` adds (class_names, mean, std, image_size, ...).
+    A model started from published or other pretrained weights also records where they came from
+    (``pretrained_from``), and one that still has the published classifier their classes and
+    preprocessing (``pretrained_metadata``, which ``metadata`` overrides).
     """
     model = unwrap_model(model)
     header = {
+        **getattr(model, "pretrained_metadata", {}),
         "format_version": FORMAT_VERSION,
         "arch": getattr(model, "model_name", None),
         "num_classes": getattr(model, "num_classes", None),
         "in_chans": getattr(model, "in_chans", None),
         "model_options": getattr(model, "model_options", {}),
     }
+    if getattr(model, "pretrained_from", None):
+        header["pretrained_from"] = model.pretrained_from
     header.update(metadata or {})
     text = json.dumps(header, default=_json_default)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: text}))
 
 
-def read_metadata(path: PathLike) -> dict[str, Any]:
-    """The "resnet" JSON of a checkpoint's safetensors header."""
+def checkpoint_header(path: PathLike) -> dict[str, Any] | None:
+    """The "resnet" JSON of a safetensors header; None for a file without one (another format, a plain
+    state dict). A header that is there but damaged is an error."""
     path = Path(path)
     if not path.is_file():
         raise ResNetError(f"checkpoint not found: {path}")
     if not is_safetensors(path):
-        raise ResNetError(f"{path} is not a safetensors file, so it carries no model metadata; use a .safetensors checkpoint saved by resnet")
+        return None
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ResNetError(f"{path} is not a readable safetensors file ({exc})") from None
     if METADATA_KEY not in meta:
-        raise ResNetError(f"{path} is not a resnet checkpoint (no '{METADATA_KEY}' metadata in its header); build the model with create_model and use load_weights")
+        return None
     try:
         data = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as exc:
@@ -322,12 +338,11 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     return data
 
 
-def model_from_checkpoint(path: PathLike, *, unsafe: bool = False) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a checkpoint describes and load its weights; returns (model, metadata)."""
-    from resnet.models.registry import create_model
-
-    meta = read_metadata(path)
-    options = dict(meta.get("model_options") or {})
-    model = create_model(meta["arch"], num_classes=meta.get("num_classes"), in_chans=meta.get("in_chans") or 3, **options)
-    load_weights(model, path, strict=True, unsafe=unsafe)
-    return model, meta
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The "resnet" JSON of a checkpoint's safetensors header."""
+    data = checkpoint_header(path)
+    if data is None:
+        if not is_safetensors(path):
+            raise ResNetError(f"{path} is not a safetensors file, so it carries no model metadata; use a .safetensors checkpoint saved by resnet")
+        raise ResNetError(f"{path} is not a resnet checkpoint (no '{METADATA_KEY}' metadata in its header); build the model with create_model and use load_weights")
+    return data

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from resnet.cli.checkpoint_args import add_weights_arguments, checkpoint_source
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: loss, top-1/5, per-class accuracy, confusion matrix",
                        description=__doc__)
-    p.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
-                   help="a run folder (its best checkpoint) or a .safetensors file")
+    p.add_argument("--checkpoint", default=None, metavar="RUN_OR_FILE",
+                   help="a run folder (its best checkpoint), a .safetensors checkpoint, or another weights file with --model")
+    add_weights_arguments(p)
     p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
     p.add_argument("--data-dir", default=None, metavar="DIR")
     p.add_argument("--download", action="store_true",
@@ -38,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from resnet.train.plots import plot_confusion, write_confusion_csv
 
     result, loaded, data = evaluate_checkpoint(
-        args.checkpoint, data=args.data, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
+        checkpoint_source(args), data=args.data, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
         device=args.device, fast=args.fast, precision=args.precision, unsafe=args.unsafe_load,
         download=args.download, strict=args.strict, flip_tta=args.tta,
     )
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else loaded.path.parent)
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    out = Path(args.out) if args.out else Path(".") if args.pretrained else (ckpt if ckpt is not None and ckpt.is_dir() else loaded.path.parent)
     stem = f"confusion-{args.split}"
     csv_path = write_confusion_csv(result.confusion, result.class_names, out / f"{stem}.csv")
     png_path = plot_confusion(result.confusion, result.class_names, out / f"{stem}.png",

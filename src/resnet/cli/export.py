@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from resnet.cli.checkpoint_args import add_weights_arguments, checkpoint_source
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with PyTorch. Exits 1 when the max abs difference of the logits is above 1e-4 (for int8: when "
         "top-1 agrees with fp32 on fewer than 90% of real images).",
     )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet")
-    source.add_argument("--model", metavar="NAME", help="a registered model with fresh (random) weights")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet, or another weights file with --model")
+    add_weights_arguments(source, model_flags=False)
+    p.add_argument("--model", metavar="NAME",
+                   help="a registered model: alone, with fresh (random) weights; with --checkpoint, the net a plain weights file is")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (.onnx, .pt, .pt2)")
     p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default=None,
                    help="file format (default: from the file name: .onnx, .pt/.ts, .pt2)")
@@ -31,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="int8 calibration dataset (default: the checkpoint's own dataset)")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are")
     p.add_argument("--calibration-batches", type=int, default=8, help="int8: batches of 32 training images to calibrate on (default 8)")
-    p.add_argument("--unsafe-load", action="store_true", help="allow pickled (non-safetensors) checkpoints; only for files you trust")
+    p.add_argument("--unsafe-load", action="store_true", help="allow full unpickling of a checkpoint you trust (never needed for safetensors)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "int8":
         return _export_int8(args, model, meta, example)
 
-    path = export_file(model, example, args.output, fmt, dynamic_batch=args.dynamic_batch, opset=args.opset)
+    path = export_file(model, example, args.output, fmt, dynamic_batch=args.dynamic_batch, opset=args.opset, metadata=meta)
     # With a dynamic batch, check sizes other than the traced one: that is what could break.
     sizes = (3, 1) if args.dynamic_batch else (args.batch_size,)
     inputs = [torch.randn((n, *size), generator=generator) for n in sizes]
@@ -69,11 +73,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from resnet import report
-    from resnet.models import create_model, model_from_checkpoint
+    from resnet.errors import ResNetError
+    from resnet.models import create_model
+    from resnet.train.inference import load_checkpoint
 
-    if args.checkpoint:
-        model, meta = model_from_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
-        return model.eval(), meta
+    if args.checkpoint or args.pretrained:
+        loaded = load_checkpoint(checkpoint_source(args), device="cpu", unsafe=args.unsafe_load)
+        return loaded.model, loaded.metadata
+    if not args.model:
+        raise ResNetError("nothing to export: pass --checkpoint FILE, --pretrained NAME or --model NAME")
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
     report.info(f"exporting {args.model} with fresh random weights, seed 0 (use --checkpoint for trained ones)")
     import torch

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from resnet.cli.checkpoint_args import add_weights_arguments, checkpoint_source
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify image files with a checkpoint", description=__doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
-                   help="a run folder (its best checkpoint) or a .safetensors file")
+    p.add_argument("--checkpoint", default=None, metavar="RUN_OR_FILE",
+                   help="a run folder (its best checkpoint), a .safetensors checkpoint, or another weights file with --model")
+    add_weights_arguments(p)
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
@@ -26,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ResNetError(f"--top-k must be at least 1, got {args.top_k}")
-    predictions = predict_files(args.checkpoint, args.images, top_k=args.top_k, device=args.device, fast=args.fast,
+    predictions = predict_files(checkpoint_source(args), args.images, top_k=args.top_k, device=args.device, fast=args.fast,
                                 precision=args.precision, unsafe=args.unsafe_load)
     if args.json:
         report.result_json([{"image": p.image, "predictions": [{"class": name, "index": index, "probability": prob}

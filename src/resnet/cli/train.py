@@ -20,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", default=S, help="registered model name (see `resnet models`); default resnet20")
     g.add_argument("--model-option", dest="model_options", action="append", default=S, metavar="KEY=VALUE",
                    help="model option passed to create_model (repeatable; VALUE parsed as JSON when it can be)")
-    g.add_argument("--pretrained", default=S, metavar="FILE", help="start from these weights (fine-tuning)")
+    g.add_argument("--pretrained", default=S, metavar="NAME_OR_FILE",
+                   help="start from these weights (fine-tuning): a published weight set (`resnet models --pretrained`; "
+                        "its model unless --model says otherwise), a tag of --model, or a weights file")
+    g.add_argument("--unsafe-load", dest="unsafe_load", action="store_true", default=S,
+                   help="allow full unpickling of a --pretrained file you trust (never needed for safetensors)")
     g.add_argument("--data", default=S, help="fashion-mnist, cifar10, cifar100, an image folder or an .h5 file")
     g.add_argument("--data-dir", default=S, metavar="DIR", help="where the named dataset's files are")
     g.add_argument("--val-size", type=int, default=S, metavar="N", help="hold N training images out for validation")
@@ -102,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in CONTROL}
     if "model_options" in flags:
         flags["model_options"] = _parse_options(flags["model_options"])
+    if "pretrained" in flags and "model" not in flags and not getattr(args, "config_file", None):
+        from resnet.models.factory import weight_set_arch
+
+        arch = weight_set_arch(flags["pretrained"])
+        if arch:
+            flags["model"] = arch  # `--pretrained resnet50.tv_in1k` trains a resnet50
     if args.resume:
         if flags or getattr(args, "config_file", None) or args.out:
             given = ", ".join("--" + k.replace("_", "-") for k in [*flags, *(["config"] if getattr(args, "config_file", None) else []),

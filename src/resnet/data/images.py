@@ -26,16 +26,20 @@ class BadImage(Exception):
     """A file that is not a decodable image (truncated, empty, fake, a bomb)."""
 
 
-def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tuple[int, int]) -> np.ndarray:
+def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tuple[int, int],
+                 resize_size: int | None = None, interpolation: str = "bilinear") -> np.ndarray:
     """Decode ``path`` to uint8 (H, W, C): converted to gray or RGB, resized to ``image_size`` (H, W).
 
-    Raises ``BadImage`` (with the reason) for anything that is not a readable image.
+    With ``resize_size`` it is prepared as published ImageNet weights expect instead (torchvision's
+    ``Resize(resize_size)`` + ``CenterCrop``): the shorter side resized to ``resize_size`` with
+    ``interpolation``, then the centre ``image_size`` cut out. Raises ``BadImage`` (with the reason)
+    for anything that is not a readable image.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                if img.format == "JPEG":
+                if img.format == "JPEG" and resize_size is None:  # a crop must see the full decode, as torchvision's
                     # Let libjpeg decode at 1/2..1/8 scale when that still covers the target: far cheaper.
                     side = max(image_size)
                     img.draft(None, (side, side))
@@ -43,7 +47,9 @@ def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tup
                 img = ImageOps.exif_transpose(img)
                 img = _convert(img, in_chans)
                 height, width = image_size
-                if img.size != (width, height):
+                if resize_size is not None:
+                    img = _resize_and_centre_crop(img, resize_size, (height, width), interpolation)
+                elif img.size != (width, height):
                     img = img.resize((width, height), Image.Resampling.BILINEAR)
                 array = np.array(img, dtype=np.uint8)  # a writable copy, not a view of Pillow's buffer
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, Image.DecompressionBombError,
@@ -51,6 +57,23 @@ def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tup
         # Pillow raises a variety of types for malformed files; all mean "not a usable image".
         raise BadImage(f"{type(exc).__name__}: {exc}") from None
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def _resize_and_centre_crop(img: Image.Image, resize_size: int, crop: tuple[int, int], interpolation: str) -> Image.Image:
+    """torchvision's Resize(int) (shorter side to ``resize_size``) then CenterCrop(crop), on a PIL image."""
+    try:
+        resample = Image.Resampling[interpolation.upper()]
+    except KeyError:
+        raise BadImage(f"unknown interpolation '{interpolation}'") from None
+    width, height = img.size
+    short, long = min(width, height), max(width, height)
+    new_short, new_long = resize_size, int(resize_size * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if size != img.size:
+        img = img.resize(size, resample)
+    crop_h, crop_w = crop
+    top, left = int(round((size[1] - crop_h) / 2.0)), int(round((size[0] - crop_w) / 2.0))
+    return img.crop((left, top, left + crop_w, top + crop_h))
 
 
 def _convert(img: Image.Image, in_chans: int) -> Image.Image:
@@ -110,11 +133,14 @@ def preprocess_images(
     image_size: int | Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
+    resize_size: int | None = None,
+    interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """Images at ``paths`` as one normalized float32 batch (N, C, H, W), ready for a model.
 
     The same conversion as training: gray or RGB, resized to ``image_size`` (an int means square),
-    ``(x/255 - mean) / std``. A file that is missing or not an image is a ``ResNetError`` naming it.
+    ``(x/255 - mean) / std``; with ``resize_size``, the published weights' resize-then-centre-crop
+    (see ``decode_image``). A file that is missing or not an image is a ``ResNetError`` naming it.
     """
     from resnet.data.augment import Normalizer
 
@@ -128,7 +154,7 @@ def preprocess_images(
         if not Path(path).is_file():
             raise ResNetError(f"image not found: {path}")
         try:
-            array = decode_image(path, in_chans=in_chans, image_size=size)
+            array = decode_image(path, in_chans=in_chans, image_size=size, resize_size=resize_size, interpolation=interpolation)
         except BadImage as exc:
             raise ResNetError(f"cannot read image {path}: {exc}") from None
         batch[i] = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))

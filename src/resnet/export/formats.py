@@ -14,8 +14,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -84,11 +85,13 @@ def export_file(
     *,
     dynamic_batch: bool = True,
     opset: int = 17,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` to ``path`` in ``fmt`` (one of ``FORMATS``)."""
+    """Write ``model`` to ``path`` in ``fmt`` (one of ``FORMATS``); ONNX files carry ``metadata``
+    (class names, mean/std, ...: see ``export_onnx``)."""
     fmt = format_for(path, fmt)
     if fmt == "onnx":
-        return export_onnx(model, example_input, path, dynamic_batch=dynamic_batch, opset=opset)
+        return export_onnx(model, example_input, path, dynamic_batch=dynamic_batch, opset=opset, metadata=metadata)
     if fmt == "torchscript":
         return export_torchscript(model, example_input, path)
     return export_program(model, example_input, path, dynamic_batch=dynamic_batch)

@@ -12,8 +12,10 @@ Both fold BatchNorm into the convolutions in eval mode, so the file holds only C
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ from resnet.io import atomic_write
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+# Checkpoint metadata an ONNX file carries (metadata_props): what a runtime needs to prepare images and
+# name the classes, and where the weights came from.
+METADATA_KEYS = ("arch", "num_classes", "class_names", "mean", "std", "image_size", "resize_size", "crop_fraction",
+                 "interpolation", "pretrained", "pretrained_from", "dataset")
 # Below opset 18 the torch.export-based exporter cannot produce a ResNet (see the module docstring).
 FIRST_DYNAMO_OPSET = 18
 
@@ -36,8 +42,13 @@ def export_onnx(
     *,
     dynamic_batch: bool = True,
     opset: int = 17,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (in eval mode) as one self-contained ONNX file; returns the path.
+
+    ``metadata`` (a checkpoint's: class names, mean/std, image size, the weights' resize and crop)
+    goes into the file's ``metadata_props``, one entry per key in ``METADATA_KEYS``, each value
+    JSON text, so a runtime prepares images and names classes without our code.
 
     With ``dynamic_batch`` the first axis of input and output is named ``batch`` and any batch size
     runs; otherwise the file is fixed to ``example_input``'s batch. The model's train/eval mode is
@@ -55,12 +66,47 @@ def export_onnx(
     model.eval()
     try:
         with torch.no_grad():
-            return atomic_write(path, lambda tmp: _export(model, example_input, tmp, dynamic_batch, opset))
+            return atomic_write(path, lambda tmp: _export(model, example_input, tmp, dynamic_batch, opset, metadata))
     finally:
         model.train(was_training)
 
 
-def _export(model: nn.Module, example_input: torch.Tensor, tmp: Path, dynamic_batch: bool, opset: int) -> None:
+def _export(model: nn.Module, example_input: torch.Tensor, tmp: Path, dynamic_batch: bool, opset: int,
+            metadata: Mapping[str, Any] | None = None) -> None:
+    _export_graph(model, example_input, tmp, dynamic_batch, opset)
+    if metadata:
+        add_metadata(tmp, metadata)
+
+
+def add_metadata(path: Path, metadata: Mapping[str, Any]) -> None:
+    """Write the ``METADATA_KEYS`` of ``metadata`` into the ONNX file's metadata_props (JSON values)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entries = {k: json.dumps(metadata[k]) for k in METADATA_KEYS if metadata.get(k) is not None}
+    kept = [p for p in proto.metadata_props if p.key not in entries]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata_props of an ONNX file written by ``export_onnx``, JSON values decoded."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    out: dict[str, Any] = {}
+    for prop in proto.metadata_props:
+        try:
+            out[prop.key] = json.loads(prop.value)
+        except ValueError:
+            out[prop.key] = prop.value  # written by another tool
+    return out
+
+
+def _export_graph(model: nn.Module, example_input: torch.Tensor, tmp: Path, dynamic_batch: bool, opset: int) -> None:
     names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": opset}
     if opset >= FIRST_DYNAMO_OPSET:
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},) if dynamic_batch else None

@@ -17,7 +17,7 @@ from resnet.errors import ResNetError
 from resnet.models import hub
 from resnet.models.features import FeatureBackbone
 from resnet.models.pretrained import PretrainedCfg
-from resnet.models.registry import get_builder, get_pretrained_cfg, is_model, pretrained_cfgs, split_name
+from resnet.models.registry import get_builder, get_pretrained_cfg, is_model, list_pretrained, pretrained_cfgs, split_name
 from resnet.models.weights import (
     _load,
     checkpoint_header,
@@ -69,6 +69,14 @@ def resolve_pretrained(value: str, arch: str) -> PretrainedCfg | Path:
                       f"({'its tags: ' + own if own else 'it has none'}); `resnet models --pretrained` lists them all")
 
 
+def weight_set_arch(value: str) -> str | None:
+    """The model a weight-set name (``resnet50``, ``resnet50.tv_in1k``) is for; None for a file or anything else."""
+    if Path(value).expanduser().is_file():
+        return None
+    arch, tag = split_name(value)
+    return arch if is_model(arch) and pretrained_cfgs(arch) else None
+
+
 def _load_published(model: nn.Module, cfg: PretrainedCfg, path: PathLike | None, *, unsafe: bool) -> None:
     file, sha256 = hub.weights_file(cfg, path)
     result = load_pretrained(model, file, unsafe=unsafe)
@@ -117,11 +125,13 @@ def create_model(
     features_only, out_indices = bool(options.get("features_only")), options.get("out_indices")
     if out_indices is not None and not features_only:
         raise ResNetError("out_indices only applies with features_only=True")
+    source = resolve_pretrained(pretrained, arch) if isinstance(pretrained, str) else (cfg or get_pretrained_cfg(arch)) if pretrained else None
+    if num_classes is None and isinstance(source, PretrainedCfg):
+        num_classes = source.num_classes  # the published classifier, unless another size is asked for
     kwargs = dict(net_options, in_chans=in_chans)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     model = builder(**kwargs)
-    source = resolve_pretrained(pretrained, arch) if isinstance(pretrained, str) else (cfg or get_pretrained_cfg(arch)) if pretrained else None
     if isinstance(source, PretrainedCfg):
         _load_published(model, source, pretrained_path, unsafe=unsafe)
     elif source is not None or pretrained_path is not None:
@@ -159,6 +169,15 @@ def _infer_shapes(state: dict[str, Any]) -> dict[str, int]:
     return found
 
 
+def _published_by_file_name(path: Path, arch: str | None) -> PretrainedCfg | None:
+    """The published weight set ``path`` is, recognised by its file name and confirmed by its hash."""
+    for name in list_pretrained(f"{arch}.*" if arch else "*"):
+        cfg = get_pretrained_cfg(name)
+        if cfg.file_name == path.name and cfg.sha256 and hub.file_sha256(path).startswith(cfg.sha256):
+            return cfg
+    return None
+
+
 def model_from_checkpoint(
     path: PathLike,
     *,
@@ -185,6 +204,10 @@ def model_from_checkpoint(
         _load(net, normalize_state_dict(read_state_dict(path), source=str(path)), strict=True, source=str(path))
         return net, header
     meta = dict(metadata or {})
+    published = _published_by_file_name(path, split_name(model)[0] if model else meta.get("arch"))
+    if published is not None:
+        # A published file as torch hub names it (e.g. torchvision's own download): its classes and preprocessing.
+        meta = {**published.metadata(), **meta}
     if model is not None:
         if split_name(model)[0] != meta.get("arch"):
             meta.pop("model_options", None)  # the run's options belong to another net

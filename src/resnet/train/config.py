@@ -34,7 +34,8 @@ class TrainConfig:
     download: bool = False  # fetch a named dataset with torchvision's downloader when it is not found
     strict: bool = False  # an unreadable image file stops the run instead of being skipped
     model_options: dict[str, Any] = field(default_factory=dict)
-    pretrained: str | None = None  # start from these weights (fine-tuning)
+    pretrained: str | None = None  # start from these weights (fine-tuning): a weight-set name, a tag or a file
+    unsafe_load: bool = False  # a pretrained file that is a full pickle may be unpickled (trusted files only)
     # How long, and with what steps.
     epochs: int = 30
     max_steps: int | None = None  # stop after this many optimizer steps (the paper counts iterations)

@@ -598,7 +598,7 @@ def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = 
     train_data, val_data, test_data = load_data(config)
     torch.manual_seed(config.seed)  # the initial weights
     model = create_model(config.model, num_classes=train_data.num_classes, in_chans=train_data.in_chans,
-                         pretrained_path=config.pretrained, **config.model_options)
+                         pretrained=config.pretrained or False, unsafe=config.unsafe_load, **config.model_options)
     return fit(model, train_data, val_data, config, out=out, test_data=test_data, resume=resume, overwrite=overwrite)
 
 

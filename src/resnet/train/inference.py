@@ -1,6 +1,7 @@
 """Using a trained checkpoint: find it in a run folder, evaluate it on a dataset, predict image files.
 
-Checkpoints are loaded only through ``resnet.models.model_from_checkpoint``: safetensors, never
+Checkpoints are loaded only through ``resnet.models.model_from_checkpoint`` (or, for a published
+weight set, ``resnet.models.from_pretrained``): safetensors or weights-only PyTorch files, never
 unpickled code (full unpickling only with an explicit ``unsafe=True``, i.e. ``--unsafe-load``).
 """
 
@@ -48,6 +49,30 @@ def run_config_of(checkpoint: Path) -> dict[str, Any]:
     return {}
 
 
+def metadata_from_run_config(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run's config.json says about its model: the checkpoint metadata a plain state dict lacks."""
+    if not run.get("model"):
+        return {}
+    dataset = run.get("dataset") or {}
+    known = ("num_classes", "in_chans", "class_names", "mean", "std", "image_size")
+    return {"arch": run["model"], "model_options": run.get("model_options") or {},
+            **{k: dataset[k] for k in known if dataset.get(k) is not None},
+            **({"dataset": dataset["name"]} if dataset.get("name") else {})}
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Which weights to load: a checkpoint file or run folder (``path``), or a published weight set
+    (``pretrained``, with ``path`` as an explicit file for it). For a file without our header,
+    ``model`` (and ``num_classes`` / ``in_chans`` where the tensors don't say) names the net."""
+
+    path: str | None = None
+    pretrained: str | None = None
+    model: str | None = None
+    num_classes: int | None = None
+    in_chans: int | None = None
+
+
 @dataclass
 class Loaded:
     model: nn.Module
@@ -56,11 +81,21 @@ class Loaded:
     device: torch.device
 
 
-def load_checkpoint(path: str | Path, *, device: str | torch.device | None = None, unsafe: bool = False) -> Loaded:
-    from resnet.models import model_from_checkpoint
+def load_checkpoint(path: str | Path | CheckpointSource, *, device: str | torch.device | None = None,
+                    unsafe: bool = False) -> Loaded:
+    """A checkpoint file or run folder, or a ``CheckpointSource`` (published weights, or a plain state dict)."""
+    from resnet.models import from_pretrained, model_from_checkpoint
 
-    file = resolve_checkpoint(path)
-    model, meta = model_from_checkpoint(file, unsafe=unsafe)
+    source = path if isinstance(path, CheckpointSource) else CheckpointSource(path=str(path))
+    if source.pretrained:
+        model, meta = from_pretrained(source.pretrained, path=source.path)
+        file = Path(meta["file"])
+    else:
+        if not source.path:
+            raise ResNetError("no weights given: pass --checkpoint RUN_OR_FILE or --pretrained NAME")
+        file = resolve_checkpoint(source.path)
+        model, meta = model_from_checkpoint(file, unsafe=unsafe, model=source.model, num_classes=source.num_classes,
+                                            in_chans=source.in_chans, metadata=metadata_from_run_config(run_config_of(file)))
     device = resolve_device(device)
     model.to(device).eval()
     return Loaded(model, meta, file, device)
@@ -109,7 +144,7 @@ def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "
 
 
 def evaluate_checkpoint(
-    path: str | Path,
+    path: str | Path | CheckpointSource,
     *,
     data: str | None = None,
     data_dir: str | None = None,
@@ -156,7 +191,7 @@ class Prediction:
 
 
 def predict_files(
-    path: str | Path,
+    path: str | Path | CheckpointSource,
     images: Sequence[str | Path],
     *,
     top_k: int = 5,
@@ -177,7 +212,8 @@ def predict_files(
                           "as in training; use a checkpoint written by `resnet train`")
     in_chans = int(meta.get("in_chans") or len(meta["mean"]))
     x = preprocess_images([str(p) for p in images], in_chans=in_chans, image_size=meta["image_size"],
-                          mean=meta["mean"], std=meta["std"])
+                          mean=meta["mean"], std=meta["std"], resize_size=meta.get("resize_size"),
+                          interpolation=meta.get("interpolation") or "bilinear")
     num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     model: Callable[[torch.Tensor], torch.Tensor] = loaded.model

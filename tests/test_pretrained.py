@@ -277,3 +277,17 @@ def test_models_pretrained_lists_the_weight_sets(capsys: pytest.CaptureFixture[s
     assert rows["resnet50.a1_in1k"]["source"] == "timm" and "resnet18.tv_in1k" not in rows
     assert main(["models", "--pretrained", "plain*"]) == 2
     assert "no published weight set matches 'plain*'" in capsys.readouterr().err
+
+
+def test_train_from_a_weight_set_records_where_it_came_from(published, cache: Path, fmnist: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str], one_thread: None) -> None:
+    cfg, _ = published
+    out = tmp_path / "run"
+    code = main(["train", "--data-dir", str(fmnist), "--pretrained", "resnet20.tiny", "--epochs", "1", "--max-steps", "1",
+                 "--batch-size", "32", "--val-size", "32", "--no-amp", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "resnet20" and config["pretrained"] == "resnet20.tiny"  # the weight set names the model
+    header = read_metadata(out / "checkpoints" / "last.safetensors")
+    assert header["pretrained_from"] == {"name": "resnet20.tiny", "url": cfg.url, "sha256": file_sha256(cache / cfg.file_name)}
+    assert header["num_classes"] == 10 and header["class_names"][0] != "cat"  # the new task's classes, not the weights'

@@ -16,9 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with PyTorch. Exits 1 when the max abs difference of the logits is above 1e-4 (for int8: when "
         "top-1 agrees with fp32 on fewer than 90% of real images).",
     )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet, or another weights file with --model")
-    add_weights_arguments(source, model_flags=False)
+    p.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet, or another weights file with --model")
+    add_weights_arguments(p, model_flags=False)
     p.add_argument("--model", metavar="NAME",
                    help="a registered model: alone, with fresh (random) weights; with --checkpoint, the net a plain weights file is")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (.onnx, .pt, .pt2)")

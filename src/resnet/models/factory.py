@@ -73,8 +73,16 @@ def weight_set_arch(value: str) -> str | None:
     """The model a weight-set name (``resnet50``, ``resnet50.tv_in1k``) is for; None for a file or anything else."""
     if Path(value).expanduser().is_file():
         return None
-    arch, tag = split_name(value)
+    arch = split_name(value)[0]
     return arch if is_model(arch) and pretrained_cfgs(arch) else None
+
+
+def _pretrained_source(pretrained: bool | str, arch: str, tagged: PretrainedCfg | None) -> PretrainedCfg | Path | None:
+    if isinstance(pretrained, str):
+        return resolve_pretrained(pretrained, arch)
+    if pretrained:
+        return tagged or get_pretrained_cfg(arch)  # the name's tag, else the model's default weight set
+    return None
 
 
 def _load_published(model: nn.Module, cfg: PretrainedCfg, path: PathLike | None, *, unsafe: bool) -> None:
@@ -125,7 +133,7 @@ def create_model(
     features_only, out_indices = bool(options.get("features_only")), options.get("out_indices")
     if out_indices is not None and not features_only:
         raise ResNetError("out_indices only applies with features_only=True")
-    source = resolve_pretrained(pretrained, arch) if isinstance(pretrained, str) else (cfg or get_pretrained_cfg(arch)) if pretrained else None
+    source = _pretrained_source(pretrained, arch, cfg)
     if num_classes is None and isinstance(source, PretrainedCfg):
         num_classes = source.num_classes  # the published classifier, unless another size is asked for
     kwargs = dict(net_options, in_chans=in_chans)
@@ -137,7 +145,10 @@ def create_model(
     elif source is not None or pretrained_path is not None:
         _load_file(model, Path(source or pretrained_path), unsafe=unsafe)
     if features_only:
-        model = FeatureBackbone(model, out_indices)
+        net, model = model, FeatureBackbone(model, out_indices)
+        for provenance in ("pretrained_from", "pretrained_cfg", "pretrained_file"):  # not the classes: no classifier
+            if hasattr(net, provenance):
+                setattr(model, provenance, getattr(net, provenance))
     model.model_name = arch
     model.model_options = _jsonable(options)
     return model

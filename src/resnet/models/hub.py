@@ -88,7 +88,7 @@ def download(url: str, dest: Path, *, check: Callable[[Path, str], None] | None 
         atomic_write(dest, write)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ResNetError(f"cannot download {url} ({reason}); without a network, put the file at {dest}") from None
+        raise ResNetError(f"cannot download {url} ({reason}); if this machine is offline, put the file at {dest}") from None
     return digest.hexdigest()
 
 

@@ -291,3 +291,20 @@ def test_train_from_a_weight_set_records_where_it_came_from(published, cache: Pa
     header = read_metadata(out / "checkpoints" / "last.safetensors")
     assert header["pretrained_from"] == {"name": "resnet20.tiny", "url": cfg.url, "sha256": file_sha256(cache / cfg.file_name)}
     assert header["num_classes"] == 10 and header["class_names"][0] != "cat"  # the new task's classes, not the weights'
+
+
+def test_a_published_file_is_recognised_by_its_name_and_hash(published, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet.models import model_from_checkpoint
+
+    cfg, reference = published
+    served = Path(cfg.url.removeprefix("file://"))  # e.g. what torchvision left in its hub cache
+    model, meta = model_from_checkpoint(served)  # no --model needed: the file name and hash say which it is
+    assert _same_weights(model, reference) and meta["class_names"] == list(CLASSES) and meta["resize_size"] == 30
+    renamed = tmp_path / "renamed.pth"
+    shutil.copy(served, renamed)
+    with pytest.raises(ResNetError, match="pass --model NAME"):
+        model_from_checkpoint(renamed)
+    image = tmp_path / "photo.png"
+    Image.fromarray(torch.randint(0, 256, (30, 30, 3), dtype=torch.uint8).numpy()).save(image)
+    assert main(["predict", "--checkpoint", str(served), "--json", "--device", "cpu", str(image)]) == 0
+    assert {p["class"] for p in json.loads(capsys.readouterr().out)[0]["predictions"]} == set(CLASSES)

@@ -80,7 +80,11 @@ def _export(model: nn.Module, example_input: torch.Tensor, tmp: Path, dynamic_ba
 
 def add_metadata(path: Path, metadata: Mapping[str, Any]) -> None:
     """Write the ``METADATA_KEYS`` of ``metadata`` into the ONNX file's metadata_props (JSON values)."""
-    import onnx
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ResNetError("writing the class names and mean/std into an ONNX file needs onnx; install it with: "
+                          "pip install 'resnet[export]'") from exc
 
     proto = onnx.load(str(path))
     entries = {k: json.dumps(metadata[k]) for k in METADATA_KEYS if metadata.get(k) is not None}

@@ -204,3 +204,39 @@ def test_not_a_resnet_checkpoint_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ResNetError, match="weights.pdparams has no layer1.0"):
         paddle_format.read(path)
     assert not tfslim.detect(path) and not tfslim.detect(PADDLE / "resnet50_reduced.npz")
+
+
+# --- the format primitives ----------------------------------------------------------------------
+
+
+def test_crc32c_matches_a_bitwise_reference() -> None:
+    from resnet.convert.crc32c import SERIAL_BELOW, crc32c
+
+    def bitwise(data: bytes) -> int:
+        crc = 0xFFFFFFFF
+        for byte in data:
+            crc ^= byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        return crc ^ 0xFFFFFFFF
+
+    assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 9, SERIAL_BELOW - 1, SERIAL_BELOW + 13, 3 * SERIAL_BELOW + 5):  # serial and lane paths
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert crc32c(data) == bitwise(data), size
+
+
+def test_snappy_blocks_decompress_like_the_reference_codec() -> None:
+    import importlib.util
+
+    from resnet.convert.tfcheckpoint import CorruptCheckpoint, snappy_decompress
+
+    spec = importlib.util.spec_from_file_location("make_snappy_vector", Path(__file__).parents[1] / "scripts/fixtures/make_snappy_vector.py")
+    assert spec is not None and spec.loader is not None
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    compressed = (TFSLIM / "snappy_vector.bin").read_bytes()
+    assert snappy_decompress(compressed) == maker.snappy_vector_source()
+    with pytest.raises(CorruptCheckpoint):
+        snappy_decompress(compressed[: len(compressed) // 2])

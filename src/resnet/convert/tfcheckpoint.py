@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet.convert.crc32c import crc32c, unmask
 from resnet.errors import ResNetError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -90,53 +91,6 @@ def shape_of(buf: bytes) -> tuple[int, ...]:
     return tuple(int(message(dim).get(1, [0])[0]) for dim in message(buf).get(2, []))
 
 
-# --- CRC32C (Castagnoli), as TF and LevelDB store it ----------------------------------------------
-
-
-def _crc_tables() -> np.ndarray:
-    """Slicing-by-8 tables: row k maps a byte to its CRC contribution k bytes ahead."""
-    tables = np.zeros((8, 256), dtype=np.uint32)
-    for n in range(256):
-        crc = n
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        tables[0, n] = crc
-    for k in range(1, 8):
-        prev = tables[k - 1]
-        tables[k] = (prev >> 8) ^ tables[0][prev & 0xFF]
-    return tables
-
-
-_CRC_TABLES: np.ndarray | None = None
-
-
-def crc32c(data: bytes) -> int:
-    """CRC32C of ``data``, eight bytes per step (slicing-by-8) in plain Python ints."""
-    global _CRC_TABLES
-    if _CRC_TABLES is None:
-        _CRC_TABLES = _crc_tables()
-    t = [row.tolist() for row in _CRC_TABLES]
-    t0, t1, t2, t3, t4, t5, t6, t7 = t
-    crc = 0xFFFFFFFF
-    head = len(data) - len(data) % 8
-    for (word,) in struct.iter_unpack("<Q", data[:head]):
-        low = (word & 0xFFFFFFFF) ^ crc
-        high = word >> 32
-        crc = (
-            t7[low & 0xFF] ^ t6[(low >> 8) & 0xFF] ^ t5[(low >> 16) & 0xFF] ^ t4[low >> 24]
-            ^ t3[high & 0xFF] ^ t2[(high >> 8) & 0xFF] ^ t1[(high >> 16) & 0xFF] ^ t0[high >> 24]
-        )  # fmt: skip
-    for byte in data[head:]:
-        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def unmask(masked: int) -> int:
-    """LevelDB stores CRCs rotated and offset ("masked") so CRCs of CRCs stay distinct."""
-    rot = (masked - 0xA282EAD8) & 0xFFFFFFFF
-    return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
-
-
 # --- the table (SSTable) format -----------------------------------------------------------------
 
 
@@ -146,12 +100,49 @@ def _block(data: bytes, handle: bytes) -> bytes:
     end = offset + size
     if end + BLOCK_TRAILER_SIZE > len(data):
         raise CorruptCheckpoint(f"a block at byte {offset} runs past the end of the file (truncated?)")
-    if data[end] != 0:
-        raise CorruptCheckpoint(f"block at byte {offset} is compressed (type {data[end]}); TensorFlow writes checkpoints uncompressed")
     stored = unmask(int.from_bytes(data[end + 1 : end + 5], "little"))
-    if crc32c(data[offset : end + 1]) != stored:
+    if crc32c(data[offset : end + 1]) != stored:  # the checksum covers the compression-type byte too
         raise CorruptCheckpoint(f"the block at byte {offset} fails its checksum")
+    if data[end] == 1:
+        return snappy_decompress(data[offset:end])
+    if data[end] != 0:
+        raise CorruptCheckpoint(f"the block at byte {offset} has unknown compression type {data[end]}")
     return data[offset:end]
+
+
+def snappy_decompress(buf: bytes) -> bytes:
+    """Raw Snappy (the table format's one compression; TF writes checkpoints uncompressed, older
+    tools may not): a varint length, then literals and back-references of 1-, 2- or 4-byte offsets."""
+    size, pos = varint(buf, 0)
+    out = bytearray()
+    while pos < len(buf):
+        tag, kind = buf[pos], buf[pos] & 3
+        pos += 1
+        if kind == 0:  # literal; lengths >= 61 follow in 1-4 bytes
+            length = tag >> 2
+            if length >= 60:
+                extra = length - 59
+                length = int.from_bytes(buf[pos : pos + extra], "little")
+                pos += extra
+            length += 1
+            out += buf[pos : pos + length]
+            pos += length
+            continue
+        if kind == 1:
+            length, offset = 4 + ((tag >> 2) & 7), ((tag >> 5) << 8) | buf[pos]
+            pos += 1
+        else:
+            width = 2 if kind == 2 else 4
+            length, offset = (tag >> 2) + 1, int.from_bytes(buf[pos : pos + width], "little")
+            pos += width
+        if not 0 < offset <= len(out):
+            raise CorruptCheckpoint("a compressed block refers back past its start")
+        start = len(out) - offset
+        # A copy longer than its offset overlaps what it writes: it repeats the last `offset` bytes.
+        out += (out[start:] * (length // offset + 1))[:length] if offset < length else out[start : start + length]
+    if len(out) != size or pos != len(buf):
+        raise CorruptCheckpoint("a compressed block does not decompress to its stated size")
+    return bytes(out)
 
 
 def _entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:

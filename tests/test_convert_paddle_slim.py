@@ -69,6 +69,7 @@ def test_paddle_import_matches_paddle(name: str, arch: str, classes: int) -> Non
     imported = paddle_format.read(path)
     assert (imported.arch, imported.num_classes, imported.source) == (arch, classes, "paddle")
     assert imported.options["widths"] == [8, 16, 32, 64]  # read from the shapes, not assumed
+    assert imported.class_names is None  # ImageNet names only for a 1000-class head
     ref = np.load(PADDLE / f"{name}.npz")
     assert str(ref["framework"]).startswith("paddlepaddle ")
     assert_parity(logits(build(imported), ref["x"]), ref["logits"])
@@ -89,7 +90,7 @@ def test_tfslim_import_matches_tensorflow(version: int, form: str) -> None:
     assert imported.arch == f"resnet_v{version}_50_slim"
     assert imported.options == {"layers": [1, 2, 2, 1], "widths": [64, 16, 16, 16]}
     assert imported.num_classes == 1000 and any("background" in note for note in imported.notes)
-    assert imported.class_names is not None and imported.class_names[0] == "tench"
+    assert imported.class_names is not None and imported.class_names[0] == "tench" and len(imported.class_names) == 1000
     x, expected = tf_reference(name)
     assert_parity(logits(build(imported), x), expected)
 

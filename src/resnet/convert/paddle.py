@@ -18,7 +18,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from resnet.convert.base import Imported
-from resnet.convert.tensors import batchnorm, count_indexed, need, tensor
+from resnet.convert.tensors import batchnorm, count_indexed, imagenet_class_names, need, tensor
 from resnet.errors import ResNetError
 from resnet.io import atomic_write
 from resnet.unpickle import NumpyUnpickler, load_numpy_pickle
@@ -98,6 +98,7 @@ def read(path: str | os.PathLike[str]) -> Imported:
             state.update(batchnorm(module, *(need(arrays, f"{module}.{name}", source) for name in BN_NAMES)))
 
     num_classes = int(arrays["fc.weight"].shape[1]) if "fc.weight" in arrays else 0
+    class_names, assumed = imagenet_class_names(num_classes)
     arch = STANDARD.get((bottleneck, layers), "resnet50" if bottleneck else "resnet18")
     options: dict[str, object] = {}
     if arch != STANDARD.get((bottleneck, layers)):
@@ -112,8 +113,9 @@ def read(path: str | os.PathLike[str]) -> Imported:
         num_classes=num_classes,
         in_chans=int(stem.shape[1]),
         options=options,
+        class_names=class_names,
         source="paddle",
-        notes=[f"paddle.vision ResNet: {'bottleneck' if bottleneck else 'basic'} blocks {list(layers)}, widths {widths}"],
+        notes=[f"paddle.vision ResNet: {'bottleneck' if bottleneck else 'basic'} blocks {list(layers)}, widths {widths}", *assumed],
     )
 
 

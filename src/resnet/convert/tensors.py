@@ -47,3 +47,14 @@ def count_indexed(keys: list[str], pattern: str) -> int:
     while any(k.startswith(pattern.format(n)) for k in keys):
         n += 1
     return n - start
+
+
+def imagenet_class_names(num_classes: int) -> tuple[list[str] | None, list[str]]:
+    """ImageNet-1k's names (torchvision's offline copy, the standard synset order) for a 1000-class
+    head, with a note saying they are assumed; (None, []) for any other head."""
+    if num_classes != 1000:
+        return None, []
+    from torchvision.models import ResNet50_Weights
+
+    names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    return names, ["class names: ImageNet-1k in the standard synset order (assumed from the 1000-class head)"]

@@ -21,7 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from resnet.convert.base import Imported
-from resnet.convert.tensors import batchnorm, conv_from_hwio, need, tensor
+from resnet.convert.tensors import batchnorm, conv_from_hwio, imagenet_class_names, need, tensor
 from resnet.convert.tfcheckpoint import index_path, is_table, read_checkpoint
 from resnet.errors import ResNetError
 
@@ -100,14 +100,6 @@ def _unit_state(arrays: dict[str, np.ndarray], tf: str, ours: str, version: int,
     return state
 
 
-def _imagenet_names() -> list[str] | None:
-    try:
-        from torchvision.models import ResNet50_Weights
-    except ImportError:
-        return None
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
-
-
 def read(path: str | os.PathLike[str]) -> Imported:
     arrays = read_checkpoint(path)
     source = str(path)
@@ -134,17 +126,22 @@ def read(path: str | os.PathLike[str]) -> Imported:
         for u in range(1, units + 1):
             state.update(_unit_state(arrays, f"{prefix}block{b}/unit_{u}/bottleneck_v{version}/", f"layer{b}.{u - 1}.", version, source))
 
-    notes = [f"TF-slim resnet_v{version}: units per block {layers}, base depths {widths}"]
+    notes = [
+        f"TF-slim resnet_v{version}: units per block {layers}, base depths {widths}",
+        # The published checkpoints were trained on differently preprocessed inputs; say which.
+        "input: RGB 0-255 minus the VGG means (123.68, 116.78, 103.94)" if version == 1 else "input: RGB scaled to [-1, 1] (Inception preprocessing)",
+    ]
     num_classes, class_names = 0, None
     if f"{prefix}logits/weights" in arrays:
         weight = need(arrays, f"{prefix}logits/weights", source, ndim=4)[0, 0].T  # (1, 1, C, K) -> (K, C)
         bias = need(arrays, f"{prefix}logits/biases", source, ndim=1)
         if weight.shape[0] == 1001:
             weight, bias = weight[1:], bias[1:]
-            class_names = _imagenet_names()
-            notes.append("dropped class 0 ('background') of the 1001-class head: outputs are the 1000 ImageNet classes")
+            notes.append("dropped class 0 ('background') of the 1001-class head")
         state["fc.weight"], state["fc.bias"] = tensor(weight), tensor(bias)
         num_classes = int(weight.shape[0])
+        class_names, assumed = imagenet_class_names(num_classes)
+        notes += assumed
     else:
         notes.append("no logits in the checkpoint: the net is imported without a classifier")
 

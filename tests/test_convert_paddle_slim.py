@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomize_norms
 from resnet.convert import paddle as paddle_format
 from resnet.convert import tfslim
 from resnet.convert.base import Imported
@@ -27,6 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PADDLE = FIXTURES / "paddle"
 TFSLIM = FIXTURES / "tfslim"
 TOLERANCE = 1e-4
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(imported: Imported) -> nn.Module:
@@ -52,11 +54,6 @@ def assert_parity(ours: np.ndarray, theirs: np.ndarray) -> float:
     assert diff <= TOLERANCE, diff
     assert (ours.argmax(1) == theirs.argmax(1)).all()
     return diff
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 # --- parity with the source framework -----------------------------------------------------------
@@ -134,6 +131,19 @@ def test_paddle_write_round_trips(tmp_path: Path) -> None:
     again = build(paddle_format.read(out))
     x = np.load(PADDLE / "resnet50_reduced.npz")["x"]
     assert np.array_equal(logits(again, x), logits(model, x))
+
+
+@pytest.mark.parametrize(
+    "arch,options",
+    [("resnext50_32x4d", {"layers": [1, 2, 1, 1], "widths": [16, 16, 32, 32], "groups": 4, "width_per_group": 16}), ("resnet34", {"layers": [1, 1, 1, 1], "widths": [8, 8, 16, 16]})],
+)
+def test_paddle_write_then_read_rebuilds_grouped_and_basic_nets(tmp_path: Path, arch: str, options: dict[str, object]) -> None:
+    model = randomize_norms(create_model(arch, num_classes=5, **options)).eval()
+    imported = paddle_format.read(paddle_format.write(model, tmp_path / "net.pdparams"))
+    # Groups and width per group come back from the conv shapes; the family from the block type.
+    assert {k: imported.options[k] for k in options} == options
+    x = torch.randn(2, 3, 64, 64).numpy()
+    assert np.array_equal(logits(build(imported), x), logits(model, x))
 
 
 def test_paddle_write_refuses_what_paddle_cannot_build(tmp_path: Path) -> None:

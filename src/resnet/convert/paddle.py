@@ -25,12 +25,17 @@ from resnet.unpickle import NumpyUnpickler, load_numpy_pickle
 
 SUFFIX = ".pdparams"
 PADDLE_EPS = 1e-5  # nn.BatchNorm2D's default, which paddle.vision's ResNet keeps
-STANDARD = {  # (bottleneck?, blocks per stage) -> our registered name of the same net
-    (False, (2, 2, 2, 2)): "resnet18",
-    (False, (3, 4, 6, 3)): "resnet34",
-    (True, (3, 4, 6, 3)): "resnet50",
-    (True, (3, 4, 23, 3)): "resnet101",
-    (True, (3, 8, 36, 3)): "resnet152",
+STANDARD = {  # (bottleneck?, blocks per stage, groups, width per group) -> our registered name of that net
+    (False, (2, 2, 2, 2), 1, 64): "resnet18",
+    (False, (3, 4, 6, 3), 1, 64): "resnet34",
+    (True, (3, 4, 6, 3), 1, 64): "resnet50",
+    (True, (3, 4, 23, 3), 1, 64): "resnet101",
+    (True, (3, 8, 36, 3), 1, 64): "resnet152",
+    (True, (3, 4, 6, 3), 32, 4): "resnext50_32x4d",
+    (True, (3, 4, 23, 3), 32, 8): "resnext101_32x8d",
+    (True, (3, 4, 23, 3), 64, 4): "resnext101_64x4d",
+    (True, (3, 4, 6, 3), 1, 128): "wide_resnet50_2",
+    (True, (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
 }
 BN_NAMES = {"weight": "weight", "bias": "bias", "_mean": "running_mean", "_variance": "running_var"}
 
@@ -99,14 +104,15 @@ def read(path: str | os.PathLike[str]) -> Imported:
 
     num_classes = int(arrays["fc.weight"].shape[1]) if "fc.weight" in arrays else 0
     class_names, assumed = imagenet_class_names(num_classes)
-    arch = STANDARD.get((bottleneck, layers), "resnet50" if bottleneck else "resnet18")
+    arch = STANDARD.get((bottleneck, layers, groups, width_per_group))
     options: dict[str, object] = {}
-    if arch != STANDARD.get((bottleneck, layers)):
+    if arch is None:  # a net paddle.vision does not name: the nearest family, with what differs
+        arch = "resnet50" if bottleneck else "resnet18"
         options["layers"] = list(layers)
-    if widths != [64, 128, 256, 512][: len(widths)] or len(widths) != 4:
+        if groups != 1 or width_per_group != 64:
+            options.update(groups=int(groups), width_per_group=int(width_per_group))
+    if widths != [64, 128, 256, 512]:
         options["widths"] = [int(w) for w in widths]
-    if groups != 1 or width_per_group != 64:
-        options.update(groups=int(groups), width_per_group=int(width_per_group))
     return Imported(
         arch=arch,
         state_dict=state,

@@ -34,8 +34,8 @@ def cases(full_paddle: Path | None, full_tfslim: Path | None) -> list[tuple[str,
     """(label, file, reader, reference .npz)."""
     out = []
     for folder, tag in ((FIXTURES / "paddle", "reduced"), (full_paddle, "full")):
-        for name in ("resnet50", "resnet18"):
-            stem = f"{name}_reduced" if tag == "reduced" else name
+        for name in ("resnet50", "resnet18", "resnext50"):
+            stem = f"{name}_reduced" if tag == "reduced" else name.replace("resnext50", "resnext50_32x4d")
             if folder is not None:
                 out.append((f"Paddle .pdparams, {name} {tag}", folder / f"{stem}.pdparams", paddle_format.read, folder / f"{stem}.npz"))
     for folder, tag in ((FIXTURES / "tfslim", "reduced"), (full_tfslim, "full")):

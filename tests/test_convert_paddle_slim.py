@@ -59,14 +59,18 @@ def assert_parity(ours: np.ndarray, theirs: np.ndarray) -> float:
 # --- parity with the source framework -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,arch,classes", [("resnet50_reduced", "resnet50", 10), ("resnet18_reduced", "resnet18", 7)])
-def test_paddle_import_matches_paddle(name: str, arch: str, classes: int) -> None:
+@pytest.mark.parametrize(
+    "name,arch,classes,groups",
+    [("resnet50_reduced", "resnet50", 10, None), ("resnet18_reduced", "resnet18", 7, None), ("resnext50_reduced", "resnet50", 5, (4, 16))],
+)
+def test_paddle_import_matches_paddle(name: str, arch: str, classes: int, groups: tuple[int, int] | None) -> None:
     path = PADDLE / f"{name}.pdparams"
     assert paddle_format.detect(path) and not tfslim.detect(path)
     imported = paddle_format.read(path)
     assert (imported.arch, imported.num_classes, imported.source) == (arch, classes, "paddle")
     assert imported.options["widths"] == [8, 16, 32, 64]  # read from the shapes, not assumed
     assert imported.class_names is None  # ImageNet names only for a 1000-class head
+    assert (imported.options.get("groups"), imported.options.get("width_per_group")) == (groups or (None, None))
     ref = np.load(PADDLE / f"{name}.npz")
     assert str(ref["framework"]).startswith("paddlepaddle ")
     assert_parity(logits(build(imported), ref["x"]), ref["logits"])

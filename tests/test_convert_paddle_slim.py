@@ -255,3 +255,26 @@ def test_snappy_blocks_decompress_like_the_reference_codec() -> None:
     assert snappy_decompress(compressed) == maker.snappy_vector_source()
     with pytest.raises(CorruptCheckpoint):
         snappy_decompress(compressed[: len(compressed) // 2])
+
+
+def test_v1_tensor_protos_in_every_encoding() -> None:
+    """Besides the packed float_val TF writes, the fixed-width, varint and tensor_content forms."""
+    import struct
+
+    from resnet.convert.tfcheckpoint import _proto_values, message
+
+    def varint(v: int) -> bytes:
+        v &= (1 << 64) - 1
+        out = b""
+        while v >= 0x80:
+            out, v = out + bytes([v & 0x7F | 0x80]), v >> 7
+        return out + bytes([v])
+
+    unpacked_floats = b"".join(bytes([5 << 3 | 5]) + struct.pack("<f", f) for f in (1.5, -2.0))
+    assert _proto_values(message(unpacked_floats), 1).tolist() == [1.5, -2.0]
+    packed_int64 = bytes([10 << 3 | 2]) + varint(len(varint(-3) + varint(7))) + varint(-3) + varint(7)
+    assert _proto_values(message(packed_int64), 9).tolist() == [-3, 7]
+    unpacked_int32 = bytes([7 << 3]) + varint(-1) + bytes([7 << 3]) + varint(42)
+    assert _proto_values(message(unpacked_int32), 3).tolist() == [-1, 42]
+    content = np.arange(3, dtype="<f8").tobytes()
+    assert _proto_values(message(bytes([4 << 3 | 2]) + varint(len(content)) + content), 2).tolist() == [0.0, 1.0, 2.0]

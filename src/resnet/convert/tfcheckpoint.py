@@ -9,8 +9,8 @@ locates the raw little-endian bytes in a data shard. In a V1 file (``tf.train.Sa
 themselves, possibly split in slices. The protobuf messages are decoded by hand: a few varints
 and length-delimited fields, no ``protobuf`` package needed.
 
-Every tensor's bytes are checked against the CRC32C the bundle stores, so a damaged data shard is
-refused rather than read as wrong weights.
+Every table block and every bundle tensor is checked against the CRC32C stored with it, so a
+damaged file is refused rather than read as wrong weights.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ BLOCK_TRAILER_SIZE = 5  # compression type (1 byte) + masked crc32c (4 bytes)
 
 # tensorflow/core/framework/types.proto: DataType -> numpy dtype (the numeric ones a ResNet needs).
 DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?", 17: "<u2", 19: "<f2", 22: "<u4", 23: "<u8"}
+# V1 files keep values in a TensorProto's typed repeated field: DataType -> (field number, packed
+# element dtype, or None for varints). float_val 5, double_val 6, int_val 7, int64_val 10.
+V1_FIELDS: dict[int, tuple[int, str | None]] = {1: (5, "<f4"), 2: (6, "<f8"), 3: (7, None), 9: (10, None)}
 
-Field = tuple[int, int, "int | bytes"]
+Field = tuple[int, int, int | bytes]
 
 
 class CorruptCheckpoint(ValueError):
@@ -237,27 +240,30 @@ def _read_bundle(index_path: Path, data: bytes) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _proto_values(tensor: dict[int, list[int | bytes]], dtype: np.dtype) -> np.ndarray:
-    """The numbers of a TensorProto: packed bytes (tensor_content) or its typed repeated field."""
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value  # negative ints are 10-byte varints
+
+
+def _proto_values(tensor: dict[int, list[int | bytes]], dtype_enum: int) -> np.ndarray:
+    """The numbers of a TensorProto: its packed bytes (tensor_content), or its typed repeated field."""
+    dtype = np.dtype(DTYPES[dtype_enum])
     if 4 in tensor:
         return np.frombuffer(b"".join(tensor[4]), dtype=dtype)
-    # float_val 5, double_val 6, int_val 7, int64_val 10; packed (bytes) or one varint/fixed each.
-    number, packed_dtype = {"f": (5, "<f4"), "d": (6, "<f8"), "q": (10, "<i8")}.get(dtype.char, (7, None))
+    number, packed = V1_FIELDS[dtype_enum]
     values = tensor.get(number, [])
-    if values and isinstance(values[0], bytes):
-        if packed_dtype is None:  # packed varints
-            out, blob = [], b"".join(values)
-            pos = 0
-            while pos < len(blob):
-                v, pos = varint(blob, pos)
-                out.append(v)
-            return np.array(out, dtype=dtype)
-        return np.frombuffer(b"".join(values), dtype=packed_dtype).astype(dtype)
-    if packed_dtype == "<f4":
-        return np.array([struct.unpack("<f", v.to_bytes(4, "little"))[0] for v in values], dtype=dtype)
-    if packed_dtype == "<f8":
-        return np.array([struct.unpack("<d", v.to_bytes(8, "little"))[0] for v in values], dtype=dtype)
-    return np.array(values, dtype=dtype)
+    if values and isinstance(values[0], bytes):  # packed encoding
+        blob = b"".join(values)
+        if packed is not None:
+            return np.frombuffer(blob, dtype=packed).astype(dtype)
+        ints, pos = [], 0
+        while pos < len(blob):
+            v, pos = varint(blob, pos)
+            ints.append(_signed(v))
+        return np.array(ints, dtype=dtype)
+    if packed is not None:  # one fixed-width field per value: reinterpret the integer's bytes
+        width = np.dtype(packed).itemsize
+        return np.frombuffer(b"".join(int(v).to_bytes(width, "little") for v in values), dtype=packed).astype(dtype)
+    return np.array([_signed(int(v)) for v in values], dtype=dtype)
 
 
 def _slice_index(buf: bytes, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -277,12 +283,14 @@ def _read_v1(data: bytes) -> dict[str, np.ndarray]:
     if not meta:
         raise CorruptCheckpoint("it has no SavedTensorSliceMeta entry")
     tensors: dict[str, np.ndarray] = {}
+    dtypes: dict[str, int] = {}
     for saved in message(meta[0]).get(1, []):
         fields_ = message(saved)
         name = fields_[1][0].decode("utf-8", "replace")
         dtype_enum = int(fields_.get(3, [0])[0])
-        if dtype_enum in DTYPES:
+        if dtype_enum in V1_FIELDS:  # strings and the like: nothing a ResNet's weights are made of
             tensors[name] = np.zeros(shape_of(fields_.get(2, [b""])[0]), dtype=DTYPES[dtype_enum])
+            dtypes[name] = dtype_enum
     filled = dict.fromkeys(tensors, 0)
     for value in table.values():
         for slice_buf in message(value).get(2, []):
@@ -292,7 +300,7 @@ def _read_v1(data: bytes) -> dict[str, np.ndarray]:
                 continue
             target = tensors[name]
             index = _slice_index(saved_slice.get(2, [b""])[0], target.shape)
-            values = _proto_values(message(saved_slice.get(3, [b""])[0]), target.dtype)
+            values = _proto_values(message(saved_slice.get(3, [b""])[0]), dtypes[name])
             region = target[index]
             if values.size != region.size:
                 raise CorruptCheckpoint(f"tensor {name!r} has a slice of {values.size} values for {region.size} places")

@@ -9,6 +9,9 @@ published ResNet-50/101/152. TF-slim's numerics are kept by the ``*_slim`` varia
 the last unit of every block but the last, identity shortcuts that subsample, 'SAME' max-pool
 padding (bottom/right only) and, in v2, biases on the stem, projection and third convs.
 The published checkpoints' 1001-class heads hold a "background" class 0, which is dropped.
+
+Strides are not stored in a checkpoint: like every tf_slim.nets / research/slim ResNet, the net
+is taken to stride 2 in every block but the last (output_stride 32).
 """
 
 from __future__ import annotations

@@ -390,7 +390,7 @@ def read(path: str | Path) -> Imported:
         options["widths"] = widths
     num_classes = int(dense[0].weights["kernel"].shape[-1]) if dense else 0
     class_names = json.loads(attrs["class_names"]) if "class_names" in attrs else None
-    notes = [f"Keras {attrs.get('keras_version', '3 (.keras)' if 'config' in attrs else 'version unknown')}"]
+    notes = [f"saved by Keras {attrs.get('keras_version', '3 (.keras)' if 'config' in attrs else '(version not recorded)')}"]
     if tutorial:
         notes.append("the tutorial's 2x2 average pool before its Dense layer equals our global average pool at 64x64 input")
     return Imported(
@@ -408,17 +408,33 @@ def read(path: str | Path) -> Imported:
 # --- writing Keras' legacy HDF5 weights ------------------------------------------------------------
 
 
-def _keras_layers(model: nn.Module) -> Iterator[tuple[str, str, str]]:
-    """(Keras layer name, our module path, kind) in the order keras.applications builds its layers:
-    within a block Keras orders by graph depth, so a projection comes after the 3x3's BN."""
+def _keras_layers(model: nn.Module, tutorial: bool) -> Iterator[tuple[str, str, str]]:
+    """(Keras layer name, our module path, kind) in the order Keras builds the layers: within a
+    block Keras orders by graph depth, so a projection comes after the 3x3's BN, and equal depths
+    by creation (keras.applications makes the projection first, the tutorial last)."""
     preact = getattr(model, "unit", "original") == "full_preact"
-    yield "conv1_conv", "conv1", "conv"
+    yield ("conv1" if tutorial else "conv1_conv"), "conv1", "conv"
     if not preact:
-        yield "conv1_bn", "bn1", "bn"
+        yield ("bn_conv1" if tutorial else "conv1_bn"), "bn1", "bn"
     for s, stage_name in enumerate(model.stage_names):
         for b, block in enumerate(getattr(model, stage_name)):
-            name, ours = f"conv{s + 2}_block{b + 1}", f"{stage_name}.{b}"
+            ours = f"{stage_name}.{b}"
             projection = isinstance(block.downsample, nn.Sequential)
+            if tutorial:
+                letters = "abcdefghijklmnopqrstuvwxyz"
+                block_id = letters[b] if len(getattr(model, stage_name)) <= len(letters) else ("a" if b == 0 else f"b{b}")
+                conv, bn = f"res{s + 2}{block_id}_branch", f"bn{s + 2}{block_id}_branch"
+                for k, part in enumerate(("2a", "2b"), start=1):
+                    yield conv + part, f"{ours}.conv{k}", "conv"
+                    yield bn + part, f"{ours}.bn{k}", "bn"
+                yield conv + "2c", f"{ours}.conv3", "conv"
+                if projection:
+                    yield conv + "1", f"{ours}.downsample.0", "conv"
+                yield bn + "2c", f"{ours}.bn3", "bn"
+                if projection:
+                    yield bn + "1", f"{ours}.downsample.1", "bn"
+                continue
+            name = f"conv{s + 2}_block{b + 1}"
             if preact:
                 yield f"{name}_preact_bn", f"{ours}.bn1", "bn"
             for k in (1, 2):
@@ -434,7 +450,7 @@ def _keras_layers(model: nn.Module) -> Iterator[tuple[str, str, str]]:
     if preact:
         yield "post_bn", "final_norm", "bn"
     if getattr(model, "num_classes", 0):
-        yield "predictions", "fc", "dense"
+        yield ("fc" if tutorial else "predictions"), "fc", "dense"
 
 
 def _keras_weights(state: dict[str, Tensor], ours: str, kind: str) -> list[tuple[str, np.ndarray]]:
@@ -454,13 +470,15 @@ def _keras_weights(state: dict[str, Tensor], ours: str, kind: str) -> list[tuple
 def write(model: nn.Module, path: str | Path, *, class_names: list[str] | None = None) -> Path:
     """Write a Keras-layout model (resnet50_keras, resnet50v2_keras, ... or reduced versions) as the
     legacy HDF5 weights file keras.applications' models load with ``load_weights``."""
-    arch = getattr(model, "model_name", type(model).__name__)
-    if not re.fullmatch(r"resnet\d+(v2)?_keras", str(arch)) or not all(hasattr(model, a) for a in ("stage_names", "conv1")):
-        raise ResNetError(f"--to keras writes keras.applications' layout (resnet50_keras, resnet50v2_keras, ...); this model is {arch}")
+    arch = str(getattr(model, "model_name", type(model).__name__))
+    tutorial = arch == "resnet50_tutorial"
+    if not (tutorial or re.fullmatch(r"resnet\d+(v2)?_keras", arch)) or not all(hasattr(model, a) for a in ("stage_names", "conv1")):
+        raise ResNetError(f"--to keras writes Keras' own layouts (resnet50_keras, resnet50v2_keras, ..., resnet50_tutorial); this model is {arch}")
+    options = getattr(model, "model_options", {})
+    if any(options.get(k, v) != v for k, v in (("conv_bias", "unnormalized" if "v2" in arch else "all"), ("stem", "imagenet"), ("shortcut", "B"))):
+        raise ResNetError(f"{arch} was built with options Keras' layers do not have ({options}); only layers and widths may differ")
     state = model.state_dict()
-    layers = [(name, _keras_weights(state, ours, kind)) for name, ours, kind in _keras_layers(model)]
-    if not any(key.endswith("bias") and key.startswith("conv1") for key in state):
-        raise ResNetError(f"{arch} has no conv biases (conv_bias='none'); keras.applications' layers all carry one")
+    layers = [(name, _keras_weights(state, ours, kind)) for name, ours, kind in _keras_layers(model, tutorial)]
 
     def save(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:

@@ -21,7 +21,8 @@ from resnet.errors import ResNetError
 from resnet.models.weights import METADATA_KEY, _starts_like_a_pickle, is_safetensors, normalize_state_dict, read_metadata, read_state_dict
 
 # Variants whose tensors equal a torchvision/timm model's but whose numerics differ: tried last.
-_FOREIGN = re.compile(r"(_keras|_slim|_tutorial|_v1)$")
+# (Plain nets have no shortcut tensors, just as the CIFAR nets' option A has none.)
+_FOREIGN = re.compile(r"(_keras|_slim|_tutorial|_v1)$|^plain")
 
 
 def detect(path: str | Path) -> bool:
@@ -41,22 +42,31 @@ def _depths(state: dict[str, Tensor]) -> tuple[int, ...]:
     return tuple(blocks[s] for s in sorted(blocks))
 
 
+def _matches(name: str, wanted: dict[str, tuple[int, ...]], num_classes: int, in_chans: int, options: dict[str, object]) -> bool:
+    from resnet.models import create_model
+
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = create_model(name, num_classes=num_classes, in_chans=in_chans, **options)
+    except ResNetError:
+        return False
+    return _shapes(model.state_dict()) == wanted
+
+
 def infer_arch(state: dict[str, Tensor], num_classes: int, in_chans: int) -> tuple[str, dict[str, object]]:
-    """The registered model (and ``layers`` override) whose tensors have exactly these shapes."""
-    from resnet.models import create_model, list_models
+    """The registered model whose tensors have exactly these shapes: first at its own depth, then
+    with ``layers`` overridden (a reduced-depth net)."""
+    from resnet.models import list_models
 
     wanted, depths = _shapes(state), _depths(state)
-    names = sorted(list_models(), key=lambda n: bool(_FOREIGN.search(n)))
-    for name in names:
-        try:
-            with torch.device("meta"):
-                model = create_model(name, num_classes=num_classes, in_chans=in_chans, layers=depths or None)
-        except ResNetError:
-            continue
-        if _shapes(model.state_dict()) == wanted:
-            with torch.device("meta"):
-                default_depths = _depths(create_model(name).state_dict())
-            return name, ({} if default_depths == depths else {"layers": depths})
+    # A one-block-per-stage probe rules most candidates out cheaply (stem, first blocks, head).
+    probe = {k: v for k, v in wanted.items() if not re.match(r"layer\d+\.[1-9]", k)}
+    names = [n for n in sorted(list_models(), key=lambda n: bool(_FOREIGN.search(n)))
+             if _matches(n, probe, num_classes, in_chans, {"layers": (1,) * len(depths)})]  # fmt: skip
+    for options in ({}, {"layers": depths}):
+        for name in names:
+            if _matches(name, wanted, num_classes, in_chans, options):
+                return name, options
     raise ResNetError("no registered model has this checkpoint's tensors; pass --model NAME (see `resnet models`)")
 
 

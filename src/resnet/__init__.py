@@ -14,7 +14,7 @@ from resnet.models import create_model, list_models, load_weights, save_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["ResNetError", "create_model", "list_models", "load_weights", "save_weights", "optimize", "__version__"]
+__all__ = ["ResNetError", "create_model", "import_weights", "list_models", "load_weights", "save_weights", "optimize", "__version__"]
 
 
 def optimize(*args: Any, **kwargs: Any) -> Any:
@@ -22,3 +22,11 @@ def optimize(*args: Any, **kwargs: Any) -> Any:
     from resnet.speed import optimize as _optimize
 
     return _optimize(*args, **kwargs)
+
+
+def import_weights(path: Any, source: str = "auto", **kwargs: Any) -> Any:
+    """A model of the right registered variant with another framework's weights loaded (Keras, Paddle,
+    TF-slim, torchvision, timm); see ``resnet.convert.import_weights``."""
+    from resnet.convert import import_weights as _import_weights
+
+    return _import_weights(path, source, **kwargs)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +280,42 @@ def test_v1_tensor_protos_in_every_encoding() -> None:
     assert _proto_values(message(unpacked_int32), 3).tolist() == [-1, 42]
     content = np.arange(3, dtype="<f8").tobytes()
     assert _proto_values(message(bytes([4 << 3 | 2]) + varint(len(content)) + content), 2).tolist() == [0.0, 1.0, 2.0]
+
+
+# --- through the command ------------------------------------------------------------------------
+
+
+def resnet_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "resnet", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch
+def test_cli_converts_a_tfslim_v1_file_then_exports_paddle(tmp_path: Path) -> None:
+    from resnet.models import model_from_checkpoint, read_metadata
+
+    out = tmp_path / "slim.safetensors"
+    done = resnet_cli("convert", str(TFSLIM / "resnet_v1_50_reduced.ckpt"), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "background" in done.stdout + done.stderr
+    assert read_metadata(out)["converted_from"]["source"] == "tf-slim"
+    model, _ = model_from_checkpoint(out)  # the header alone rebuilds resnet_v1_50_slim with its options
+    x, expected = tf_reference("resnet_v1_50_reduced")
+    assert_parity(logits(model.eval(), x), expected)
+    # A TF-slim v1 net is post-activation with torchvision's weights, but it strides in each stage's
+    # last unit and pads its max-pool TF's way: Paddle's ResNet cannot express that, so it is refused.
+    refused = resnet_cli("convert", str(out), "-o", str(tmp_path / "slim.pdparams"), "--to", "paddle")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()] and "for Paddle" in refused.stderr
+    assert not (tmp_path / "slim.pdparams").exists()
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch
+def test_cli_refuses_a_malicious_pdparams_in_one_line(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pdparams"
+    path.write_bytes(pickle.dumps({"fc.weight": np.zeros((4, 2), np.float32), "x": _RunsCode(marker)}, protocol=4))
+    done = resnet_cli("convert", str(path), "-o", str(tmp_path / "out.safetensors"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("resnet: error: refusing to load") and "\n" not in done.stderr.strip()
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()

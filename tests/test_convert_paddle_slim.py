@@ -152,9 +152,20 @@ def test_paddle_write_then_read_rebuilds_grouped_and_basic_nets(tmp_path: Path, 
     assert np.array_equal(logits(build(imported), x), logits(model, x))
 
 
-def test_paddle_write_refuses_what_paddle_cannot_build(tmp_path: Path) -> None:
-    model = create_model("resnet_v2_50_slim", layers=[1, 1, 1, 1], widths=[8, 8, 8, 8], num_classes=3)
-    with pytest.raises(ResNetError, match="cannot write resnet_v2_50_slim for Paddle: its residual unit is 'full_preact'") as err:
+@pytest.mark.parametrize(
+    "arch,options,why",
+    [
+        ("resnet_v2_50_slim", {}, "its residual unit is 'full_preact'"),
+        ("resnet20", {}, "its stem is not a single 7x7/2 conv"),
+        ("resnet50_v1", {}, "layer2.0 strides where Paddle's does not"),
+        ("resnet18", {"shortcut": "C"}, "layer1.0's shortcut is not Paddle's"),
+        ("resnet50_keras", {}, "layer2.0 strides where Paddle's does not"),
+    ],
+)
+def test_paddle_write_refuses_what_paddle_cannot_build(tmp_path: Path, arch: str, options: dict[str, object], why: str) -> None:
+    small = {} if arch == "resnet20" else {"layers": [1, 1, 1, 1], "widths": [8, 8, 8, 8]}
+    model = create_model(arch, num_classes=3, **small, **options)
+    with pytest.raises(ResNetError, match=f"cannot write {arch} for Paddle: {why}") as err:
         paddle_format.write(model, tmp_path / "x.pdparams")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "x.pdparams").exists()

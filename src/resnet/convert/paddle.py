@@ -128,6 +128,25 @@ def read(path: str | os.PathLike[str]) -> Imported:
 # --- export back to Paddle ----------------------------------------------------------------------
 
 
+def _block_problems(name: str, block: nn.Module, stage_index: int, block_index: int) -> list[str]:
+    """How one block differs from paddle.vision's: its stride sits on the 3x3 (the basic block's
+    first conv) of each stage's first block, stages 2.. only; it projects exactly where the shape
+    changes, with a conv + BatchNorm; every block has its shortcut."""
+    problems = []
+    strided = block.conv2 if hasattr(block, "conv3") else block.conv1
+    want = (2, 2) if block_index == 0 and stage_index > 0 else (1, 1)
+    others = [c.stride for c in (block.conv1, block.conv2, getattr(block, "conv3", block.conv2)) if c is not strided]
+    if strided.stride != want or any(stride != (1, 1) for stride in others):
+        problems.append(f"{name} strides where Paddle's does not (Paddle: the 3x3 of each stage's first block, from stage 2)")
+    last = getattr(block, "conv3", block.conv2)
+    needs_projection = block_index == 0 and (stage_index > 0 or block.conv1.in_channels != last.out_channels)
+    shortcut = block.downsample
+    projects = isinstance(shortcut, nn.Sequential) and len(shortcut) == 2 and isinstance(shortcut[0], nn.Conv2d) and hasattr(shortcut[1], "running_var")
+    if not getattr(block, "has_shortcut", True) or projects != needs_projection or (shortcut is not None and not projects):
+        problems.append(f"{name}'s shortcut is not Paddle's (identity, or a 1x1 conv + BatchNorm where the shape changes)")
+    return problems
+
+
 def _check_paddle_layout(model: nn.Module) -> None:
     """Refuse, in one line, a net that paddle.vision's ResNet cannot represent."""
     problems = []
@@ -135,11 +154,17 @@ def _check_paddle_layout(model: nn.Module) -> None:
         problems.append(f"its residual unit is {model.unit!r} (Paddle's is 'original': post-activation)")
     if getattr(model, "features_only", False):
         problems.append("it is a features-only backbone")
+    stem = getattr(model, "conv1", None)
+    if not isinstance(stem, nn.Conv2d) or stem.kernel_size != (7, 7) or stem.stride != (2, 2):
+        problems.append("its stem is not a single 7x7/2 conv")
     pool = getattr(model, "maxpool", None)
     if not isinstance(pool, nn.MaxPool2d) or pool.padding != 1:
         problems.append("its stem max-pool is not 3x3/2 with padding 1")
     if not isinstance(getattr(model, "final_norm", nn.Identity()), nn.Identity):
         problems.append("it ends in a final norm (pre-activation)")
+    for stage_index, stage_name in enumerate(getattr(model, "stage_names", [])):
+        for block_index, block in enumerate(getattr(model, stage_name)):
+            problems += _block_problems(f"{stage_name}.{block_index}", block, stage_index, block_index)
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d) and module.bias is not None:
             problems.append(f"{name} has a bias")
@@ -149,14 +174,6 @@ def _check_paddle_layout(model: nn.Module) -> None:
             problems.append(f"{name} is a GroupNorm")
         elif hasattr(module, "running_var") and abs(float(getattr(module, "eps", PADDLE_EPS)) - PADDLE_EPS) > 1e-12:
             problems.append(f"{name} has BatchNorm eps {module.eps} (Paddle's is {PADDLE_EPS})")
-        elif name.count(".") == 1 and name.startswith("layer") and hasattr(module, "conv2"):
-            block_index = int(name.split(".")[1])
-            first_stride = module.conv1.stride if hasattr(module, "conv3") else (1, 1)
-            if first_stride != (1, 1) or (block_index > 0 and module.conv2.stride != (1, 1)):
-                problems.append(f"{name} strides where Paddle's does not (Paddle: the 3x3 of each stage's first block)")
-    keys = model.state_dict().keys()
-    if any(k.startswith("conv1.") and k != "conv1.weight" for k in keys):
-        problems.append("its stem is not a single 7x7 conv")
     if problems:
         name = getattr(model, "model_name", type(model).__name__)
         raise ResNetError(f"cannot write {name} for Paddle: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -26,6 +26,14 @@ from test_convert_keras import keras2_file  # noqa: E402
 import keras  # noqa: E402
 from resnet import device, import_weights  # noqa: E402
 from resnet.convert import export_weights  # noqa: E402
+from resnet.models import create_model  # noqa: E402
+
+# Each option set back to torchvision's value: how far the logits move (why the variants exist).
+ABLATIONS = {
+    "resnet50_keras": [("bn_eps", 1e-5), ("stride_in_1x1", False)],
+    "resnet50v2_keras": [("bn_eps", 1e-5), ("pool_padding", "symmetric")],
+    "resnet50_tutorial": [("bn_eps", 1e-5), ("pool_padding", "symmetric")],
+}
 
 
 def models(small: bool) -> list[tuple[str, keras.Model, int, object]]:
@@ -51,7 +59,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="the reduced nets of the tests (seconds, not minutes)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    rows = []
+    rows, ablations = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, model, size, fresh in models(args.small):
@@ -65,6 +73,12 @@ def main() -> None:
                 with torch.no_grad():
                     got = ours(torch.from_numpy(images)).numpy()
                 rows.append((label, fmt, ours.model_name, float(np.abs(got - expected).max()), bool((got.argmax(1) == expected.argmax(1)).all())))
+            for option, value in ABLATIONS.get(ours.model_name, []):
+                wrong = create_model(ours.model_name, num_classes=ours.num_classes, **{**ours.model_options, option: value}).eval()
+                wrong.load_state_dict(ours.state_dict())
+                with torch.no_grad():
+                    got = wrong(torch.from_numpy(images)).numpy()
+                ablations.append((label, f"{option}={value!r}", float(np.abs(got - expected).max()), bool((got.argmax(1) == expected.argmax(1)).all())))
             export_weights(ours, folder / "back.h5", "keras")
             back = fresh()
             back.load_weights(folder / "back.h5")
@@ -75,6 +89,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, fmt, arch, diff, same in rows:
         print(f"| {label} | {fmt} | `{arch}` | {diff:.1e} | {'yes' if same else 'NO'} |")
+    print("\n| source | option set to torchvision's value | max abs logit diff | same top-1 |")
+    print("|---|---|---|---|")
+    for label, option, diff, same in ablations:
+        print(f"| {label} | `{option}` | {diff:.1e} | {'yes' if same else 'NO'} |")
 
 
 if __name__ == "__main__":

@@ -123,3 +123,12 @@ def test_layers_option_rebuilds_from_checkpoint(tmp_path) -> None:
 def test_bad_option_values_name_the_option(option: str, value: object) -> None:
     with pytest.raises(ResNetError, match=option):
         create_model("resnet18", **{option: value})
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_downsample_at_last_dilates_past_output_stride(output_stride: int) -> None:
+    model = create_model("resnet_v2_50_slim", layers=(2, 2, 2, 2), widths=(8, 8, 16, 16), output_stride=output_stride, features_only=True).eval()
+    with torch.no_grad():
+        sizes = [out.shape[-1] for out in model(torch.randn(1, 3, 64, 64))]
+    assert max(info["reduction"] for info in model.feature_info) == output_stride
+    assert sizes == [64 // info["reduction"] for info in model.feature_info]

@@ -103,17 +103,16 @@ class Subsample(nn.Module):
         return x[:, :, :: self.stride, :: self.stride]
 
 
-class SamePadMaxPool2d(nn.Module):
+class SamePadMaxPool2d(nn.MaxPool2d):
     """TensorFlow's 'SAME' max-pool: pad as much as the input size needs, the extra cell at the
-    bottom/right, with -inf so a padded cell never wins."""
+    bottom/right, with -inf so a padded cell never wins. (A MaxPool2d, so summaries count it as one.)"""
 
     def __init__(self, kernel_size: int = 3, stride: int = 2) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride
+        super().__init__(kernel_size, stride)
 
     def pads(self, size: int) -> tuple[int, int]:
-        total = max((math.ceil(size / self.stride) - 1) * self.stride + self.kernel_size - size, 0)
+        kernel, stride = int(self.kernel_size), int(self.stride)
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
         return total // 2, total - total // 2
 
     def forward(self, x: Tensor) -> Tensor:

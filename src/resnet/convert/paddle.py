@@ -158,7 +158,7 @@ def _check_paddle_layout(model: nn.Module) -> None:
     if not isinstance(stem, nn.Conv2d) or stem.kernel_size != (7, 7) or stem.stride != (2, 2):
         problems.append("its stem is not a single 7x7/2 conv")
     pool = getattr(model, "maxpool", None)
-    if not isinstance(pool, nn.MaxPool2d) or pool.padding != 1:
+    if type(pool) is not nn.MaxPool2d or pool.padding != 1:  # a TF "SAME" pool subclasses MaxPool2d
         problems.append("its stem max-pool is not 3x3/2 with padding 1")
     if not isinstance(getattr(model, "final_norm", nn.Identity()), nn.Identity):
         problems.append("it ends in a final norm (pre-activation)")

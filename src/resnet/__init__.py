@@ -16,7 +16,7 @@ from resnet.models import create_model, from_pretrained, list_models, list_pretr
 __version__ = "0.1.0"
 
 __all__ = [
-    "ResNetError", "create_model", "from_pretrained", "list_models", "list_pretrained", "load_weights",
+    "ResNetError", "create_model", "from_pretrained", "import_weights", "list_models", "list_pretrained", "load_weights",
     "model_from_checkpoint", "save_weights", "optimize", "__version__",
 ]  # fmt: skip
 
@@ -26,3 +26,11 @@ def optimize(*args: Any, **kwargs: Any) -> Any:
     from resnet.speed import optimize as _optimize
 
     return _optimize(*args, **kwargs)
+
+
+def import_weights(path: Any, source: str = "auto", **kwargs: Any) -> Any:
+    """A model of the right registered variant with another framework's weights loaded (Keras, Paddle,
+    TF-slim, torchvision, timm); see ``resnet.convert.import_weights``."""
+    from resnet.convert import import_weights as _import_weights
+
+    return _import_weights(path, source, **kwargs)

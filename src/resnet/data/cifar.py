@@ -7,10 +7,7 @@ and dtype reconstruction); everything else is refused before it is even imported
 
 from __future__ import annotations
 
-import codecs
-import io
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,9 @@ import torch
 from resnet.data import locate
 from resnet.data.source import Pool, Source, file_key
 from resnet.errors import ResNetError
+from resnet.unpickle import NumpyUnpickler, RefusedGlobal, load_numpy_pickle
+
+__all__ = ["CIFAR", "CifarUnpickler", "RefusedGlobal", "read_batch"]
 
 LAYOUT = {
     # name: (folder, train files, test file, meta file, label key, class-names key)
@@ -27,40 +27,16 @@ LAYOUT = {
     "cifar100": ("cifar-100-python", ("train",), "test", "meta", "fine_labels", "fine_label_names"),
 }
 
-# The only globals a CIFAR batch references: numpy array/dtype reconstruction. Resolved from numpy
-# itself rather than by module path, which moved in numpy 2 (numpy.core -> numpy._core).
-_ALLOWED: dict[tuple[str, str], Any] = {}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_module, "_reconstruct")] = np.array(0).__reduce__()[0]
-    _ALLOWED[(_module, "scalar")] = np.float64(0).__reduce__()[0]
-_ALLOWED[("numpy", "ndarray")] = np.ndarray
-_ALLOWED[("numpy", "dtype")] = np.dtype
-# Python 3 pickles bytes at protocol 2 as _codecs.encode(text, "latin1"): a pure conversion.
-_ALLOWED[("_codecs", "encode")] = codecs.encode
 
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle names a global outside the allowed few: never imported, never called."""
-
-
-class CifarUnpickler(pickle.Unpickler):
+class CifarUnpickler(NumpyUnpickler):
     """Unpickles plain containers and numpy arrays; any other global raises ``RefusedGlobal``."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(f"refusing {module}.{name}: CIFAR batches hold only lists, strings and numpy arrays") from None
+    holds = "CIFAR batches hold only lists, strings and numpy arrays"
 
 
 def read_batch(path: Path) -> dict[str, Any]:
     """One CIFAR batch file as a dict with str keys (the files, written by Python 2, have bytes keys)."""
-    try:
-        data = CifarUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except RefusedGlobal as exc:
-        raise ResNetError(f"refusing to load {path}: {exc} (the file may have been tampered with)") from None
-    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ResNetError(f"cannot read {path}: {type(exc).__name__}: {exc} (the file is damaged; fetch it again)") from None
+    data = load_numpy_pickle(path, unpickler=CifarUnpickler, encoding="latin1", damaged_hint="; fetch it again")
     if not isinstance(data, dict):
         raise ResNetError(f"{path} holds a {type(data).__name__}, not a CIFAR batch dictionary")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in data.items()}

@@ -183,3 +183,10 @@ def test_full_keras_applications_resnet(name: str, tmp_path: Path) -> None:
     fresh.load_weights(tmp_path / "back.h5")
     assert_parity(km.logits(fresh, images), expected)
     assert json.loads(json.dumps(model.converted_from))["source"] == "keras"
+
+
+def test_keras3_weights_only_file_says_what_to_convert_instead(tmp_path: Path) -> None:
+    km.small_apps_resnet(v2=False, depths=(1, 1, 1, 1)).save_weights(tmp_path / "model.weights.h5")
+    assert detect_source(tmp_path / "model.weights.h5") == "keras"
+    with pytest.raises(ResNetError, match=r"\.weights\.h5.*\.keras file"):
+        import_weights(tmp_path / "model.weights.h5")

@@ -78,7 +78,7 @@ def detect(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
-            return "layer_names" in root.attrs
+            return "layer_names" in root.attrs or _is_keras3_weights_only(f)
     except OSError:
         return False
 
@@ -86,7 +86,8 @@ def detect(path: str | Path) -> bool:
 def _config_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The layer list of a Functional/Sequential model config (Keras 2 and 3 spell it alike)."""
     inner = config.get("config", config)
-    layers = inner.get("layers") if isinstance(inner, dict) else None
+    # Keras <= 2.2 wrote a Sequential model's config as the bare layer list.
+    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
     if not isinstance(layers, list):
         raise ResNetError("the Keras model config has no layer list")
     return layers
@@ -108,8 +109,19 @@ def _short_name(weight_name: str) -> str:
     return weight_name.split("/")[-1].split(":")[0]
 
 
+def _is_keras3_weights_only(f: h5py.File) -> bool:
+    """Keras 3's model.weights.h5 (``save_weights``): layers/<class>_<n>/vars/<i>, no layer names."""
+    layers = f.get("layers")
+    return isinstance(layers, h5py.Group) and any("vars" in g for g in layers.values() if isinstance(g, h5py.Group))
+
+
 def _read_legacy_h5(path: Path) -> tuple[list[KerasLayer], dict[str, Any]]:
     with h5py.File(path, "r") as f:
+        if _is_keras3_weights_only(f):
+            raise ResNetError(
+                f"{path} is a Keras 3 .weights.h5, which stores weights by layer class and index without the layer "
+                "names; convert the .keras file (model.save('model.keras')) or a model.save('model.h5') file instead"
+            )
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in root.attrs:
             raise ResNetError(f"{path} is an HDF5 file but not a Keras model (no 'layer_names' attribute; a data set?)")

@@ -402,18 +402,28 @@ def read(path: str | Path) -> Imported:
         options["widths"] = widths
     num_classes = int(dense[0].weights["kernel"].shape[-1]) if dense else 0
     class_names = json.loads(attrs["class_names"]) if "class_names" in attrs else None
+    in_chans = int(stem.shape[2])
+    preprocessing: dict[str, Any] = {}
+    if in_chans == 3 and tutorial:  # the tutorial divides the SIGNS images by 255
+        preprocessing = {"image_size": 64, "mean": [0.0] * 3, "std": [1.0] * 3}
+    elif in_chans == 3 and preact:  # keras.applications' "tf" mode: x / 127.5 - 1
+        preprocessing = {"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}
     notes = [f"saved by Keras {attrs.get('keras_version', '3 (.keras)' if 'config' in attrs else '(version not recorded)')}"]
     if tutorial:
         notes.append("the tutorial's 2x2 average pool before its Dense layer equals our global average pool at 64x64 input")
+    elif not preact:
+        notes.append("keras.applications' ResNet50/101/152 take BGR images minus the ImageNet mean (caffe mode); "
+                     "feed them that way (no image_size/mean/std recorded for `resnet predict`)")
     return Imported(
         arch=arch,
         state_dict=state,
         num_classes=num_classes,
-        in_chans=int(stem.shape[2]),
+        in_chans=in_chans,
         options=options,
         class_names=class_names,
         source="keras",
         notes=notes,
+        preprocessing=preprocessing,
     )
 
 

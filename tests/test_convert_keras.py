@@ -110,6 +110,7 @@ def test_cli_convert_round_trip(tmp_path: Path) -> None:
     assert "resnet50v2_keras" in done.stdout
     meta = read_metadata(tmp_path / "small.safetensors")
     assert meta["converted_from"]["source"] == "keras" and meta["converted_from"]["file"] == "small.keras"
+    assert (meta["image_size"], meta["mean"], meta["std"]) == (224, [0.5] * 3, [0.5] * 3)  # Keras V2's x / 127.5 - 1
     model, _ = model_from_checkpoint(tmp_path / "small.safetensors")
     assert_parity(ours(model), expected)
     done = run(str(tmp_path / "small.safetensors"), "-o", str(tmp_path / "back.h5"), "--to", "keras")
@@ -183,3 +184,32 @@ def test_full_keras_applications_resnet(name: str, tmp_path: Path) -> None:
     fresh.load_weights(tmp_path / "back.h5")
     assert_parity(km.logits(fresh, images), expected)
     assert json.loads(json.dumps(model.converted_from))["source"] == "keras"
+
+
+def test_keras3_weights_only_file_says_what_to_convert_instead(tmp_path: Path) -> None:
+    km.small_apps_resnet(v2=False, depths=(1, 1, 1, 1)).save_weights(tmp_path / "model.weights.h5")
+    assert detect_source(tmp_path / "model.weights.h5") == "keras"
+    with pytest.raises(ResNetError, match=r"\.weights\.h5.*\.keras file"):
+        import_weights(tmp_path / "model.weights.h5")
+
+
+def test_converted_tutorial_predicts_like_keras(tmp_path: Path) -> None:
+    """The checkpoint header carries the tutorial's preprocessing (SIGNS images / 255, 64x64), so
+    predict on an image file gives Keras' probabilities for the same pixels."""
+    from PIL import Image
+
+    from resnet.cli.main import main
+    from resnet.train.inference import predict_files
+
+    keras_model = km.tutorial_resnet(depths=(1, 1, 1, 1))
+    keras_model.save(tmp_path / "ResNet50.h5")
+    assert main(["-q", "convert", str(tmp_path / "ResNet50.h5"), "-o", str(tmp_path / "signs.safetensors")]) == 0
+    meta = read_metadata(tmp_path / "signs.safetensors")
+    assert (meta["image_size"], meta["mean"], meta["std"]) == (64, [0.0] * 3, [1.0] * 3)
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "sign.png")
+    expected = km.logits(keras_model, pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+    expected_probs = np.exp(expected - expected.max()) / np.exp(expected - expected.max()).sum()
+    (prediction,) = predict_files(tmp_path / "signs.safetensors", [tmp_path / "sign.png"], top_k=6)
+    got = {index: prob for _, index, prob in prediction.top}
+    assert max(abs(got[i] - expected_probs[0, i]) for i in range(6)) < 1e-5

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         export_weights(model, out, args.target, class_names=model.class_names)
         report.result(f"wrote {out}: {described} as {args.target} weights")
         return 0
-    metadata = {"converted_from": origin}
+    metadata = {**model.preprocessing, "converted_from": origin}
     if model.class_names:
         metadata["class_names"] = model.class_names
     save_weights(model, out, metadata=metadata)

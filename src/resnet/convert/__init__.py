@@ -82,6 +82,7 @@ def build(imported: Imported, *, origin: dict[str, Any] | None = None) -> nn.Mod
     model = create_model(imported.arch, num_classes=imported.num_classes, in_chans=imported.in_chans, **imported.options)
     load_weights(model, imported.state_dict, strict=True)
     model.class_names = imported.class_names
+    model.preprocessing = dict(imported.preprocessing)
     model.converted_from = {"source": imported.source, **(origin or {}), "notes": list(imported.notes)}
     return model.eval()
 
@@ -99,7 +100,8 @@ def import_weights(path: PathLike, source: str = "auto", *, model: str | None = 
 
     ``source``: "auto" (from the file's content), "keras", "paddle", "tf-slim", "torchvision" or
     "timm". ``model`` names the architecture of a bare PyTorch state dict when it cannot be inferred.
-    The model carries ``class_names`` (where the file has them) and ``converted_from``.
+    The model carries ``class_names`` (where the file has them), ``preprocessing`` (image_size, mean,
+    std where the source's are known) and ``converted_from``.
     """
     imported = read(path, source, model=model)
     origin = {"file": Path(path).name, "sha256": sha256(path)}

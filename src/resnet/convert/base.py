@@ -24,3 +24,6 @@ class Imported:
     class_names: list[str] | None = None
     source: str = ""  # "keras", "paddle", "tf-slim", ...
     notes: list[str] = field(default_factory=list)  # e.g. "dropped the background class"
+    # How the source prepares images, where our (x/255 - mean) / std on RGB expresses it: image_size,
+    # mean, std; `resnet convert` writes them into the checkpoint header for `resnet predict`.
+    preprocessing: dict[str, Any] = field(default_factory=dict)

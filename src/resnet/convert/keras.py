@@ -78,7 +78,7 @@ def detect(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
-            return "layer_names" in root.attrs
+            return "layer_names" in root.attrs or _is_keras3_weights_only(f)
     except OSError:
         return False
 
@@ -86,7 +86,8 @@ def detect(path: str | Path) -> bool:
 def _config_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The layer list of a Functional/Sequential model config (Keras 2 and 3 spell it alike)."""
     inner = config.get("config", config)
-    layers = inner.get("layers") if isinstance(inner, dict) else None
+    # Keras <= 2.2 wrote a Sequential model's config as the bare layer list.
+    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
     if not isinstance(layers, list):
         raise ResNetError("the Keras model config has no layer list")
     return layers
@@ -108,8 +109,19 @@ def _short_name(weight_name: str) -> str:
     return weight_name.split("/")[-1].split(":")[0]
 
 
+def _is_keras3_weights_only(f: h5py.File) -> bool:
+    """Keras 3's model.weights.h5 (``save_weights``): layers/<class>_<n>/vars/<i>, no layer names."""
+    layers = f.get("layers")
+    return isinstance(layers, h5py.Group) and any("vars" in g for g in layers.values() if isinstance(g, h5py.Group))
+
+
 def _read_legacy_h5(path: Path) -> tuple[list[KerasLayer], dict[str, Any]]:
     with h5py.File(path, "r") as f:
+        if _is_keras3_weights_only(f):
+            raise ResNetError(
+                f"{path} is a Keras 3 .weights.h5, which stores weights by layer class and index without the layer "
+                "names; convert the .keras file (model.save('model.keras')) or a model.save('model.h5') file instead"
+            )
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" not in root.attrs:
             raise ResNetError(f"{path} is an HDF5 file but not a Keras model (no 'layer_names' attribute; a data set?)")
@@ -300,40 +312,25 @@ def _model_config(attrs: dict[str, Any], path: Path) -> tuple[list[str], list[di
     return [str(layer.get("class_name")) for layer in layers], [layer.get("config", {}) for layer in layers]
 
 
-def read(path: str | Path) -> Imported:
-    """A Keras ResNet file as the registered variant (resnet50_keras, resnet50v2_keras,
-    resnet50_tutorial, ...) with its depths, widths and numerics, and its weights in our names."""
-    path = Path(path)
-    layers, attrs = read_layers(path)
-    if not layers:
-        raise ResNetError(f"{path} holds no layer weights")
-    names = [layer.name for layer in layers]
-    tutorial = any(_TUTORIAL.match(n) for n in names)
-    apps = any(_APPS.match(n) for n in names)
-    if not (tutorial or apps):
-        raise ResNetError(
-            f"{path}: layer names match neither keras.applications' (conv2_block1_1_conv) nor the tutorial's "
-            f"(res2a_branch2a); first layers: {', '.join(names[:5])}"
-        )
-    preact = any(n.endswith("_preact_bn") or n == "post_bn" for n in names)
+def _to_state(layers: list[KerasLayer], preact: bool, path: Path) -> tuple[dict[str, Tensor], dict[str, KerasLayer]]:
+    """Our state dict, and the conv layers by our module path."""
     dense = [layer for layer in layers if layer.class_name == "Dense"]
     if len(dense) > 1:
         raise ResNetError(f"{path}: {len(dense)} Dense layers ({', '.join(d.name for d in dense)}); a ResNet has one classifier")
-
     state: dict[str, Tensor] = {}
     convs: dict[str, KerasLayer] = {}
     for layer in layers:
-        if layer.class_name == "Dense":
-            state.update(_to_torch(layer, "fc"))
-            continue
-        where = _our_prefix(layer.name, preact)
+        where = ("fc", "dense") if layer.class_name == "Dense" else _our_prefix(layer.name, preact)
         if where is None:
             raise ResNetError(f"{path}: layer {layer.name} ({layer.class_name}) is not part of a Keras ResNet")
         state.update(_to_torch(layer, where[0]))
         if where[1] == "conv":
             convs[where[0]] = layer
+    return state, convs
 
-    # Depths and widths from the file: blocks per stage, each stage's bottleneck width.
+
+def _depths_and_widths(convs: dict[str, KerasLayer], path: Path) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Blocks per stage and each stage's bottleneck width, as the file has them."""
     blocks: dict[int, int] = {}
     for key in convs:
         if m := re.match(r"layer(\d+)\.(\d+)\.", key):
@@ -343,65 +340,100 @@ def read(path: str | Path) -> Imported:
         raise ResNetError(f"{path}: stages {stages} are not numbered 1..N (Keras conv2..conv5)")
     depths = tuple(blocks[s] for s in stages)
     for stage in stages:
-        missing = [b for b in range(depths[stage - 1]) if f"layer{stage}.{b}.conv1" not in convs]
+        missing = [b + 1 for b in range(depths[stage - 1]) if f"layer{stage}.{b}.conv1" not in convs]
         if missing:
-            raise ResNetError(f"{path}: stage {stage + 1} misses block(s) {[b + 1 for b in missing]}")
+            raise ResNetError(f"{path}: stage {stage + 1} misses block(s) {missing}")
     widths = tuple(int(convs[f"layer{s}.0.conv1"].weights["kernel"].shape[-1]) for s in stages)
     if "conv1" not in convs:
         raise ResNetError(f"{path}: no stem conv (conv1_conv or conv1)")
-    stem = convs["conv1"].weights["kernel"]
-    if stem.shape[-1] != widths[0]:
-        raise ResNetError(f"{path}: the stem has {stem.shape[-1]} channels but stage 1 is {widths[0]} wide; not a layout we build")
+    stem_width = convs["conv1"].weights["kernel"].shape[-1]
+    if stem_width != widths[0]:
+        raise ResNetError(f"{path}: the stem has {stem_width} channels but stage 1 is {widths[0]} wide; not a layout we build")
+    return depths, widths
 
-    # The options that decide the numerics: conv biases, BN eps, the stem pool.
+
+def _conv_bias(convs: dict[str, KerasLayer], preact: bool, path: Path) -> str:
     with_bias = {key for key, layer in convs.items() if "bias" in layer.weights}
     unnormalized = {k for k in convs if k == "conv1" or k.endswith(".conv3") or k.endswith("downsample.0")}
     if with_bias == set(convs):
-        conv_bias = "all"
-    elif not with_bias:
-        conv_bias = "none"
-    elif preact and with_bias == unnormalized:
-        conv_bias = "unnormalized"
-    else:
-        raise ResNetError(f"{path}: conv biases on {len(with_bias)} of {len(convs)} convs in a pattern we do not build")
-    classes, configs = _model_config(attrs, path)
-    by_name = dict(zip((c.get("name") for c in configs), configs))
-    eps = _single({float(by_name[layer.name]["epsilon"]) for layer in layers if layer.class_name == "BatchNormalization" and "epsilon" in by_name.get(layer.name, {})}, "BatchNormalization epsilon", path)
-    pool = _stem_pool(configs, classes) if configs else None
+        return "all"
+    if not with_bias:
+        return "none"
+    if preact and with_bias == unnormalized:
+        return "unnormalized"
+    raise ResNetError(f"{path}: conv biases on {len(with_bias)} of {len(convs)} convs in a pattern we do not build")
 
+
+def _arch(tutorial: bool, preact: bool, depths: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    """The registered variant and the options it sets (what the file's options are compared with)."""
     if tutorial:
-        arch, defaults = "resnet50_tutorial", {"bn_eps": 1e-3, "conv_bias": "all", "pool_padding": "valid", "layers": (3, 4, 6, 3)}
-    else:
-        depth = _STANDARD_DEPTHS.get(depths, 50)
-        arch = f"resnet{depth}v2_keras" if preact else f"resnet{depth}_keras"
-        standard = {v: k for k, v in _STANDARD_DEPTHS.items()}[depth]
-        defaults = {
-            "bn_eps": 1.001e-5,
-            "conv_bias": "unnormalized" if preact else "all",
-            "pool_padding": "zeros" if preact else "symmetric",
-            "layers": standard,
-        }
+        return "resnet50_tutorial", {"bn_eps": 1e-3, "conv_bias": "all", "pool_padding": "valid", "layers": (3, 4, 6, 3)}
+    depth = _STANDARD_DEPTHS.get(depths, 50)
+    standard = next(layers for layers, d in _STANDARD_DEPTHS.items() if d == depth)
+    defaults = {"bn_eps": 1.001e-5, "conv_bias": "unnormalized" if preact else "all",
+                "pool_padding": "zeros" if preact else "symmetric", "layers": standard}  # fmt: skip
+    return (f"resnet{depth}v2_keras" if preact else f"resnet{depth}_keras"), defaults
+
+
+def _preprocessing(tutorial: bool, preact: bool, in_chans: int) -> dict[str, Any]:
+    """The source's image preparation as our (x/255 - mean) / std on RGB, where it is expressible."""
+    if in_chans == 3 and tutorial:  # the tutorial divides the SIGNS images by 255
+        return {"image_size": 64, "mean": [0.0] * 3, "std": [1.0] * 3}
+    if in_chans == 3 and preact:  # keras.applications' "tf" mode: x / 127.5 - 1
+        return {"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}
+    return {}  # keras.applications v1's "caffe" mode takes BGR: not expressible without reordering conv1
+
+
+def read(path: str | Path) -> Imported:
+    """A Keras ResNet file as the registered variant (resnet50_keras, resnet50v2_keras,
+    resnet50_tutorial, ...) with its depths, widths and numerics, and its weights in our names."""
+    path = Path(path)
+    layers, attrs = read_layers(path)
+    if not layers:
+        raise ResNetError(f"{path} holds no layer weights")
+    names = [layer.name for layer in layers]
+    tutorial = any(_TUTORIAL.match(n) for n in names)
+    if not (tutorial or any(_APPS.match(n) for n in names)):
+        raise ResNetError(
+            f"{path}: layer names match neither keras.applications' (conv2_block1_1_conv) nor the tutorial's "
+            f"(res2a_branch2a); first layers: {', '.join(names[:5])}"
+        )
+    preact = any(n.endswith("_preact_bn") or n == "post_bn" for n in names)
+    state, convs = _to_state(layers, preact, path)
+    depths, widths = _depths_and_widths(convs, path)
+
+    # The options that decide the numerics: conv biases, and BN eps and the stem pool from the config.
+    classes, configs = _model_config(attrs, path)
+    by_name = {c.get("name"): c for c in configs}
+    epsilons = {float(by_name[n]["epsilon"]) for n in names if "epsilon" in by_name.get(n, {})}
+    eps = _single(epsilons, "BatchNormalization epsilon", path)
+    pool = _stem_pool(configs, classes) if configs else None
     if pool == "zeros" and not preact:
         pool = "symmetric"  # after the stem's ReLU, a zero pad never wins: the same numbers
-    found = {"bn_eps": eps if eps is not None else defaults["bn_eps"], "conv_bias": conv_bias,
+    arch, defaults = _arch(tutorial, preact, depths)
+    found = {"bn_eps": defaults["bn_eps"] if eps is None else eps, "conv_bias": _conv_bias(convs, preact, path),
              "pool_padding": pool or defaults["pool_padding"], "layers": depths}  # fmt: skip
     options: dict[str, Any] = {k: v for k, v in found.items() if v != defaults[k]}
     if widths != (64, 128, 256, 512):
         options["widths"] = widths
-    num_classes = int(dense[0].weights["kernel"].shape[-1]) if dense else 0
-    class_names = json.loads(attrs["class_names"]) if "class_names" in attrs else None
+
+    in_chans = int(convs["conv1"].weights["kernel"].shape[2])
     notes = [f"saved by Keras {attrs.get('keras_version', '3 (.keras)' if 'config' in attrs else '(version not recorded)')}"]
     if tutorial:
         notes.append("the tutorial's 2x2 average pool before its Dense layer equals our global average pool at 64x64 input")
+    elif not preact:
+        notes.append("keras.applications' ResNet50/101/152 take BGR images minus the ImageNet mean (caffe mode); "
+                     "feed them that way (no image_size/mean/std recorded for `resnet predict`)")
     return Imported(
         arch=arch,
         state_dict=state,
-        num_classes=num_classes,
-        in_chans=int(stem.shape[2]),
+        num_classes=int(state["fc.weight"].shape[0]) if "fc.weight" in state else 0,
+        in_chans=in_chans,
         options=options,
-        class_names=class_names,
+        class_names=json.loads(attrs["class_names"]) if "class_names" in attrs else None,
         source="keras",
         notes=notes,
+        preprocessing=_preprocessing(tutorial, preact, in_chans),
     )
 
 

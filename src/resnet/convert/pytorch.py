@@ -89,6 +89,7 @@ def read(path: str | Path, *, model: str | None = None) -> Imported:
                 options=dict(meta.get("model_options") or {}),
                 class_names=meta.get("class_names"),
                 source=origin.get("source", "resnet") if isinstance(origin, dict) else "resnet",
+                preprocessing={k: meta[k] for k in ("image_size", "mean", "std") if meta.get(k)},
             )
     state = normalize_state_dict(read_state_dict(path), source=str(path))
     fc = state.get("fc.weight")

@@ -105,7 +105,8 @@ class Subsample(nn.Module):
 
 class SamePadMaxPool2d(nn.MaxPool2d):
     """TensorFlow's 'SAME' max-pool: pad as much as the input size needs, the extra cell at the
-    bottom/right, with -inf so a padded cell never wins. (A MaxPool2d, so summaries count it as one.)"""
+    bottom/right, with -inf so a padded cell never wins. (A MaxPool2d, so summaries count it as one.)
+    The padding follows the input size at run time; a traced TorchScript file keeps the traced size's."""
 
     def __init__(self, kernel_size: int = 3, stride: int = 2) -> None:
         super().__init__(kernel_size, stride)

@@ -330,3 +330,13 @@ def test_cli_refuses_a_malicious_pdparams_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("resnet: error: refusing to load") and "\n" not in done.stderr.strip()
     assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_import_weights_takes_a_tfslim_checkpoint_prefix() -> None:
+    """TF's own way to name a V2 checkpoint is its prefix (model.ckpt), which exists only as .index + .data-*."""
+    import resnet
+
+    model = resnet.import_weights(TFSLIM / "resnet_v2_50_reduced")
+    assert model.converted_from["source"] == "tf-slim" and model.converted_from["file"] == "resnet_v2_50_reduced"
+    x, expected = tf_reference("resnet_v2_50_reduced")
+    assert_parity(logits(model, x), expected)

@@ -8,7 +8,6 @@ write its format back also exposes ``write(model, path)``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 from pathlib import Path
@@ -41,11 +40,22 @@ def available_sources() -> list[str]:
     return [s for s in SOURCES if _module(s) is not None]
 
 
+def weights_file(path: PathLike) -> Path:
+    """The file to read: ``path`` itself, or for a TF-slim checkpoint prefix (``model.ckpt``) its ``.index``."""
+    path = Path(path)
+    if path.exists():
+        return path
+    from resnet.convert.tfcheckpoint import index_path
+
+    bundle = index_path(path)
+    if bundle is None:
+        raise ResNetError(f"file not found: {path}")
+    return bundle
+
+
 def detect_source(path: PathLike) -> str:
     """The source framework of a file, from its content (``resnet`` checkpoints count as torchvision)."""
-    path = Path(path)
-    if not path.exists():
-        raise ResNetError(f"file not found: {path}")
+    path = weights_file(path)
     seen: set[str] = set()
     for source, module_name in SOURCES.items():
         module = _module(source)
@@ -66,8 +76,9 @@ def read(path: PathLike, source: str = "auto", *, model: str | None = None) -> I
     module = _module(source)
     if module is None:
         raise ResNetError(f"the {source} reader is not part of this installation")
-    if not Path(path).is_file():
-        raise ResNetError(f"file not found: {path}")
+    path = weights_file(path)
+    if not path.is_file():
+        raise ResNetError(f"not a file: {path}")
     if "model" in inspect.signature(module.read).parameters:
         return module.read(path, model=model)
     if model is not None:
@@ -87,14 +98,6 @@ def build(imported: Imported, *, origin: dict[str, Any] | None = None) -> nn.Mod
     return model.eval()
 
 
-def sha256(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_weights(path: PathLike, source: str = "auto", *, model: str | None = None) -> nn.Module:
     """A model of the right registered variant with the file's weights loaded, in eval mode.
 
@@ -104,7 +107,9 @@ def import_weights(path: PathLike, source: str = "auto", *, model: str | None = 
     std where the source's are known) and ``converted_from``.
     """
     imported = read(path, source, model=model)
-    origin = {"file": Path(path).name, "sha256": sha256(path)}
+    from resnet.models.hub import file_sha256
+
+    origin = {"file": Path(path).name, "sha256": file_sha256(weights_file(path))}
     return build(imported, origin=origin)
 
 

@@ -3,7 +3,10 @@ and a summary that prints as the table `resnet summary` shows."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -62,10 +65,12 @@ def test_confusion_counts_are_legible_on_ten_classes() -> None:
 
 
 def test_printing_a_summary_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    s = resnet.inspect.summary(meta_model("resnet20"), (3, 64, 64))
-    print(s)
-    printed = capsys.readouterr().out
+    code = "import resnet; print(resnet.inspect.summary(resnet.create_model('resnet20'), (3, 64, 64)))"  # as in the issue
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
     assert main(["summary", "resnet20", "--input", "3x64x64"]) == 0
-    assert printed == capsys.readouterr().out  # the same table the command shows
-    assert printed.startswith("resnet20 at 3x64x64\nlayer") and "total params: 269,722" in printed
+    assert done.stdout == capsys.readouterr().out  # the same table the command shows
+    assert done.stdout.startswith("resnet20 at 3x64x64\nlayer") and "total params: 269,722" in done.stdout
+    s = resnet.inspect.summary(meta_model("resnet20"), (3, 64, 64))
     assert s.params == 269_722 and s.layers[0].name == "conv1"  # still a dataclass for data access

@@ -125,3 +125,18 @@ def test_streaming_keeps_memory_bounded(run_folder: Path, tmp_path: Path, monkey
         assert prediction.image == str(many / f"{n:05d}.png")
     assert state["yielded"] == 2000 and stream.failures == 0
     assert batch < state["peak"] <= 3 * batch  # decoding ran ahead of inference, by at most the window
+
+
+def test_fast_predict_builds_its_engine_once_on_the_first_batch(run_folder: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def fake_fast_callable(model, example, *, precision, calibration):
+        seen.append(tuple(example.shape))
+        return lambda x: model(x) * 2  # a different engine: its logits, not the eager model's, must be used
+
+    monkeypatch.setattr(inference, "fast_callable", fake_fast_callable)
+    plain = predict_files(run_folder, [folder / "a"], top_k=5, batch_size=2)
+    fast = predict_files(run_folder, [folder / "a"], top_k=5, batch_size=2, fast=True)
+    assert seen == [(2, 1, 20, 20)]  # chosen once, on the first real batch (5 images in batches of 2)
+    assert [p.image for p in fast] == [p.image for p in plain]
+    assert all(f.top[0][2] > p.top[0][2] for f, p in zip(fast, plain))  # sharper: the logits were doubled

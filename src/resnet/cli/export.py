@@ -108,7 +108,9 @@ def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], exa
     from resnet.data import load
     from resnet.errors import ResNetError
     from resnet.export import check_parity, export_onnx, load_exported
+    from resnet.io import ensure_parent
 
+    output = ensure_parent(args.output)  # an unwritable -o fails here, before calibration
     spec = args.data or meta.get("dataset")
     if not spec:
         raise ResNetError("--precision int8 needs real images to calibrate on: pass --data (e.g. fashion-mnist, or an image folder)")
@@ -123,11 +125,10 @@ def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], exa
         held_out = load(spec, "val", data_dir=args.data_dir, image_size=image_size)
     checks = [x for x, _ in itertools.islice(held_out.batches(64), 4)]
 
-    from resnet.io import ensure_parent
     from resnet.speed import quantize_onnx_int8
 
-    output = ensure_parent(args.output)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".resnet-export-") as tmp:
+    # The fp32 intermediate goes to the system's temporary folder: only the int8 file is written to -o.
+    with tempfile.TemporaryDirectory(prefix="resnet-export-") as tmp:
         fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx", dynamic_batch=args.dynamic_batch, opset=args.opset)
         path = quantize_onnx_int8(fp32, output, calibration)
     result = check_parity(model, load_exported(path, "onnx"), checks, int8=True)

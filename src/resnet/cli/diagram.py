@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet.inspect.diagram import render
     from resnet.inspect.summary import inspection_model, parse_input_size
 
-    model, natural_size, _ = inspection_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
+    model, natural_size = inspection_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
     size = parse_input_size(args.input) if args.input else natural_size
     path = render(model, args.output, level=args.level, input_size=size[-3:])
     report.info(f"wrote {path} ({args.level} level)")

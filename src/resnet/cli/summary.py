@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from resnet.inspect.summary import inspection_model, parse_input_size, summary
 
-    model, natural_size, _ = inspection_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
+    model, natural_size = inspection_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
     s = summary(model, parse_input_size(args.input) if args.input else natural_size)
     if args.json:
         report.result_json(s.to_dict(args.depth))

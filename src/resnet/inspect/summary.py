@@ -296,8 +296,8 @@ def _looks_like_a_path(source: str) -> bool:
 
 def inspection_model(
     source: str, *, num_classes: int | None = None, in_chans: int | None = None
-) -> tuple[nn.Module, tuple[int, int, int], str]:
-    """The meta-device model ``source`` names, its natural input size (C, H, W), and a label for titles.
+) -> tuple[nn.Module, tuple[int, int, int]]:
+    """The meta-device model ``source`` names, and its natural input size (C, H, W).
 
     ``source`` is a registered name (``num_classes``/``in_chans`` apply), or a checkpoint file or run
     folder: then the model is the one its header describes (classes, channels, options), its input
@@ -306,7 +306,7 @@ def inspection_model(
     if not _looks_like_a_path(source):
         options = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
         model = meta_model(source, **options)
-        return model, default_input_size(source, int(getattr(model, "in_chans", 3))), source
+        return model, default_input_size(source, int(getattr(model, "in_chans", 3)))
     from resnet.models import read_metadata
     from resnet.train.inference import resolve_checkpoint, run_config_of
 
@@ -326,7 +326,7 @@ def inspection_model(
         size = (channels, int(height), int(width))
     else:
         size = default_input_size(str(meta["arch"]), channels)
-    return model, size, f"{meta['arch']} ({file})"
+    return model, size
 
 
 def human(n: int | float, unit: str = "") -> str:

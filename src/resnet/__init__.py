@@ -8,6 +8,7 @@ The public surface: ``create_model``, ``list_models``, ``list_pretrained``, ``fr
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from resnet.errors import ResNetError
@@ -34,3 +35,13 @@ def import_weights(path: Any, source: str = "auto", **kwargs: Any) -> Any:
     from resnet.convert import import_weights as _import_weights
 
     return _import_weights(path, source, **kwargs)
+
+
+_SUBPACKAGES = ("convert", "data", "device", "export", "inspect", "io", "models", "report", "speed", "train")
+
+
+def __getattr__(name: str) -> Any:
+    """``resnet.inspect.summary(...)`` etc. after a plain ``import resnet``: sub-packages load on first use."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"resnet.{name}")
+    raise AttributeError(f"module 'resnet' has no attribute {name!r}")

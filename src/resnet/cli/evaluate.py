@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="where confusion.csv/png go (default: the run folder, else beside the checkpoint)")
+                   help="where confusion.csv/png go, created if missing (default: the run folder, else beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--fast", action="store_true", help="evaluate through resnet.optimize (the fastest backend here)")
     p.add_argument("--precision", default="auto", help="with --fast: auto, fp32, bf16, int8, ...")

@@ -16,11 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with PyTorch. Exits 1 when the max abs difference of the logits is above 1e-4 (for int8: when "
         "top-1 agrees with fp32 on fewer than 90% of real images).",
     )
-    p.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet, or another weights file with --model")
+    p.add_argument("--checkpoint", metavar="RUN_OR_FILE",
+                   help="a run folder (its best checkpoint), a .safetensors checkpoint saved by resnet, or another weights file with --model")
     add_weights_arguments(p, model_flags=False)
     p.add_argument("--model", metavar="NAME",
                    help="a registered model: alone, with fresh (random) weights; with --checkpoint, the net a plain weights file is")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (.onnx, .pt, .pt2)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="file to write (.onnx, .pt, .pt2); missing folders are created")
     p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default=None,
                    help="file format (default: from the file name: .onnx, .pt/.ts, .pt2)")
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
@@ -78,7 +80,7 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.checkpoint or args.pretrained:
         loaded = load_checkpoint(checkpoint_source(args), device="cpu", unsafe=args.unsafe_load)
-        return loaded.model, loaded.metadata
+        return loaded.model.eval(), loaded.metadata
     if not args.model:
         raise ResNetError("nothing to export: pass --checkpoint FILE, --pretrained NAME or --model NAME")
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
@@ -112,7 +114,9 @@ def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], exa
     from resnet.data import load
     from resnet.errors import ResNetError
     from resnet.export import check_parity, export_onnx, load_exported
+    from resnet.io import ensure_parent
 
+    output = ensure_parent(args.output)  # an unwritable -o fails here, before calibration
     spec = args.data or meta.get("dataset")
     if not spec:
         raise ResNetError("--precision int8 needs real images to calibrate on: pass --data (e.g. fashion-mnist, or an image folder)")
@@ -129,9 +133,8 @@ def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], exa
 
     from resnet.speed import quantize_onnx_int8
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".resnet-export-") as tmp:
+    # The fp32 intermediate goes to the system's temporary folder: only the int8 file is written to -o.
+    with tempfile.TemporaryDirectory(prefix="resnet-export-") as tmp:
         fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx", dynamic_batch=args.dynamic_batch, opset=args.opset)
         path = quantize_onnx_int8(fp32, output, calibration)
     result = check_parity(model, load_exported(path, "onnx"), checks, int8=True)

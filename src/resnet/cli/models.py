@@ -8,7 +8,9 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("models", help="list the registered architectures (or, --pretrained, the published weights)",
-                            description=__doc__)
+                            description="The registered architectures (every name `create_model` takes), with their "
+                            "parameter counts, default number of classes and a one-line description; with --pretrained, "
+                            "the published weight sets.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*d' (default: all)")
     parser.add_argument("--pretrained", action="store_true",
                         help="list the published weight sets (name.tag, as create_model and --pretrained take them)")

@@ -109,7 +109,7 @@ def test_streaming_keeps_memory_bounded(run_folder: Path, tmp_path: Path, monkey
         (many / f"{i:05d}.png").touch()
     lock, state = threading.Lock(), {"decoded": 0, "yielded": 0, "peak": 0}
 
-    def fake_decode(path: Path, in_chans: int, size: tuple[int, int]):  # decoding is not what is measured here
+    def fake_decode(path: Path, in_chans: int, size: tuple[int, int], *preparation: object):  # decoding is not what is measured here
         with lock:
             state["decoded"] += 1
             state["peak"] = max(state["peak"], state["decoded"] - state["yielded"])

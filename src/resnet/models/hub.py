@@ -73,7 +73,7 @@ def download(url: str, dest: Path, *, check: Callable[[Path, str], None] | None 
     report.info(f"downloading {url} to {dest}")
     digest = hashlib.sha256()
 
-    def write(tmp: Path) -> None:
+    def fetch(tmp: Path) -> None:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with report.progress(total, f"downloading {dest.name}") as bar:
@@ -81,14 +81,18 @@ def download(url: str, dest: Path, *, check: Callable[[Path, str], None] | None 
                     out.write(chunk)
                     digest.update(chunk)
                     bar.advance(len(chunk))
+
+    def write(tmp: Path) -> None:
+        # Network failures are OSErrors too; said here, so atomic_write does not report them as a write failure.
+        try:
+            fetch(tmp)
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise ResNetError(f"cannot download {url} ({reason}); if this machine is offline, put the file at {dest}") from None
         if check is not None:
             check(tmp, digest.hexdigest())
 
-    try:
-        atomic_write(dest, write)
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ResNetError(f"cannot download {url} ({reason}); if this machine is offline, put the file at {dest}") from None
+    atomic_write(dest, write)
     return digest.hexdigest()
 
 

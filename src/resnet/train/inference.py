@@ -17,7 +17,7 @@ from torch import nn
 
 from resnet.device import resolve_device
 from resnet.errors import ResNetError
-from resnet.train.fit import EvalResult, evaluate
+from resnet.train.evaluation import EvalResult, evaluate
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -288,7 +288,7 @@ class Console(Callback):
             report.info(f"resuming {trainer.run_dir} at {where} of {trainer.num_epochs}")
         config, ctx = trainer.config, trainer.ctx
         report.info(f"training {state.arch} on {trainer.train_data.name}: {len(trainer.train_data)} images, "
-                    f"{trainer.num_epochs} epochs x {trainer.steps_per_epoch} steps of {config.batch_size}"
+                    f"{trainer.num_epochs} epochs x {trainer.steps_per_epoch} steps of {trainer.batch_size}"
                     + (f" ({config.accum_steps} micro-batches each)" if config.accum_steps > 1 else "")
                     + (f" on {ctx.world_size} processes" if ctx.enabled else "")
                     + f"; {trainer.device}, amp {trainer.amp_name}, channels_last {'on' if config.channels_last else 'off'}")

@@ -207,6 +207,8 @@ class Trainer:
             raise ResNetError(f"--batch-size {config.batch_size} is the global batch and must divide evenly among "
                               f"{ctx.world_size} process(es) x {accum} accumulation step(s)")
         self.micro_batch = config.batch_size // (ctx.world_size * accum)
+        loader = getattr(self.train_data, "loader", None)
+        self.batch_size = loader.batch_size if loader is not None else config.batch_size  # of one optimizer step
 
         # The model, placed, laid out, optionally frozen, synchronized and wrapped.
         model.to(device)

@@ -258,19 +258,27 @@ def _train(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
                           timeout=300, **kwargs)
 
 
-def test_freeze_from_the_cli_says_what_is_frozen_and_keeps_it(fmnist: Path, tmp_path: Path) -> None:
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from resnet.cli.main import main
+
+    code = main(["train", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_freeze_from_the_cli_says_what_is_frozen_and_keeps_it(fmnist: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    done = _train(["--data-dir", str(fmnist), *TINY_FLAGS, "--epochs", "1", "--batch-size", "32", "--val-size", "32",
-                   "--no-amp", "--freeze", "1", "--out", str(out)])
-    assert done.returncode == 0, done.stderr
-    assert "frozen: stem, layer1 (" in done.stderr and "training: layer2, layer3" in done.stderr
+    code, _, stderr = _main(["--data-dir", str(fmnist), *TINY_FLAGS, "--epochs", "1", "--batch-size", "32",
+                             "--val-size", "32", "--no-amp", "--freeze", "1", "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert "frozen: stem, layer1 (" in stderr and "training: layer2, layer3" in stderr
     trained = load_file(out / "checkpoints" / "last.safetensors")
     initial = tiny().state_dict()  # the run's seed 0 builds the same initial weights
     for key in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.2.bn2.running_var"):
         assert torch.equal(trained[key], initial[key]), key
     assert not torch.equal(trained["layer2.0.conv1.weight"], initial["layer2.0.conv1.weight"])
-    bad = _train(["--data-dir", str(fmnist), *TINY_FLAGS, "--freeze", "4", "--out", str(tmp_path / "r2")])
-    assert bad.returncode == 2 and bad.stderr.startswith("resnet: error: --freeze 4: this model has 3 stages")
+    code, _, stderr = _main(["--data-dir", str(fmnist), *TINY_FLAGS, "--freeze", "4", "--out", str(tmp_path / "r2")], capsys)
+    assert code == 2 and stderr.startswith("resnet: error: --freeze 4: this model has 3 stages")
 
 
 @pytest.mark.slow
@@ -313,11 +321,11 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
 
 
-def test_resume_of_a_finished_run_changes_nothing_and_epochs_extends_it(fmnist: Path, tmp_path: Path) -> None:
+def test_resume_of_a_finished_run_changes_nothing_and_epochs_extends_it(fmnist: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    first = _train(["--data-dir", str(fmnist), *TINY_FLAGS, "--epochs", "2", "--batch-size", "32", "--val-size", "32",
-                    "--no-amp", "--schedule", "onecycle", "--out", str(out)])
-    assert first.returncode == 0, first.stderr
+    code, _, stderr = _main(["--data-dir", str(fmnist), *TINY_FLAGS, "--epochs", "2", "--batch-size", "32",
+                             "--val-size", "32", "--no-amp", "--schedule", "onecycle", "--out", str(out)], capsys)
+    assert code == 0, stderr
     before = _snapshot(out)
 
     again = _train(["--resume", str(out)])
@@ -326,8 +334,8 @@ def test_resume_of_a_finished_run_changes_nothing_and_epochs_extends_it(fmnist: 
     assert "resuming" not in again.stderr and again.stdout.startswith("test accuracy: ")
     assert _snapshot(out) == before  # no file rewritten: same bytes, same modification times
 
-    shorter = _train(["--resume", str(out), "--epochs", "1"])
-    assert shorter.returncode == 2 and "can only extend it" in shorter.stderr and len(shorter.stderr.splitlines()) == 1
+    code, _, stderr = _main(["--resume", str(out), "--epochs", "1"], capsys)
+    assert code == 2 and "can only extend it" in stderr and len(stderr.splitlines()) == 1
     assert _snapshot(out) == before
 
     longer = _train(["--resume", str(out), "--epochs", "4"])

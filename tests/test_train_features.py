@@ -350,3 +350,24 @@ def test_resume_of_a_finished_run_changes_nothing_and_epochs_extends_it(fmnist: 
     assert rows[2]["lr"] == pytest.approx(config.lr * factor(12), rel=1e-6)
     assert rows[2]["lr"] > 100 * rows[1]["lr"]  # the 2-epoch curve had annealed to almost nothing
     assert json.loads((out / "summary.json").read_text())["epochs"] == 4
+
+
+# -- the package's names (issue 13, items 8 and 9) ------------------------------------------------------
+
+
+def test_train_names_are_the_functions_whatever_the_import_order() -> None:
+    """No submodule shares a name with a function, so ``from resnet.train import fit`` is the function in any order."""
+    import importlib.util
+    import inspect
+
+    import resnet.train as package
+    import resnet.train.evaluation  # noqa: F401  (importing submodules must not rebind the package's names)
+    import resnet.train.trainer  # noqa: F401
+    from resnet.train import distributed, run_training
+    from resnet.train.step import TrainStep
+
+    assert inspect.isfunction(package.fit) and inspect.isfunction(package.evaluate) and inspect.isfunction(run_training)
+    assert importlib.util.find_spec("resnet.train.fit") is None and importlib.util.find_spec("resnet.train.evaluate") is None
+    # Dead code gone (issue 13 item 9).
+    assert "extra_config" not in inspect.signature(fit).parameters
+    assert not hasattr(distributed, "unwrap") and "check_finite" not in inspect.signature(TrainStep).parameters

@@ -279,6 +279,8 @@ def test_freeze_from_the_cli_says_what_is_frozen_and_keeps_it(fmnist: Path, tmp_
     assert not torch.equal(trained["layer2.0.conv1.weight"], initial["layer2.0.conv1.weight"])
     code, _, stderr = _main(["--data-dir", str(fmnist), *TINY_FLAGS, "--freeze", "4", "--out", str(tmp_path / "r2")], capsys)
     assert code == 2 and stderr.startswith("resnet: error: --freeze 4: this model has 3 stages")
+    code, _, stderr = _main(["--data-dir", str(fmnist), "--class-weights", "1,x", "--out", str(tmp_path / "r3")], capsys)
+    assert code == 2 and stderr.startswith("resnet: error: --class-weights '1,x': give 'balanced' or numbers")
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 S = argparse.SUPPRESS  # flags not given stay out of the namespace, so they don't override recipe/config
+MONITORED = ("val_loss", "val_top1", "val_top5", "train_loss", "train_top1", "test_loss", "test_top1")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradients' global L2 norm to NORM")
     g.add_argument("--early-stop", type=int, default=S, metavar="PATIENCE",
                    help="stop when the monitored metric has not improved for PATIENCE epochs")
-    g.add_argument("--early-stop-metric", default=S, metavar="METRIC",
-                   help="what --early-stop watches: val_loss (default; train_loss without validation), val_top1, ...")
+    g.add_argument("--early-stop-metric", default=S, choices=MONITORED,
+                   help="what --early-stop watches (default val_loss; train_loss without validation)")
     g.add_argument("--freeze", type=int, default=S, metavar="STAGES",
                    help="freeze the stem and the first STAGES stages (0: the stem only); says what is frozen")
     g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=S,

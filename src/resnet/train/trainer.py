@@ -201,35 +201,11 @@ class Trainer:
         elif resume:
             raise ResNetError("resume needs the run folder (out=...)")
 
-        # Batches: --batch-size is the global batch of one optimizer step, split among processes and micro-batches.
-        accum, from_loader = config.accum_steps, getattr(self.train_data, "loader", None) is not None
-        if config.batch_size % (ctx.world_size * accum) and not from_loader:
-            raise ResNetError(f"--batch-size {config.batch_size} is the global batch and must divide evenly among "
-                              f"{ctx.world_size} process(es) x {accum} accumulation step(s)")
-        self.micro_batch = config.batch_size // (ctx.world_size * accum)
-        loader = getattr(self.train_data, "loader", None)
-        self.batch_size = loader.batch_size if loader is not None else config.batch_size  # of one optimizer step
-
-        # The model, placed, laid out, optionally frozen, synchronized and wrapped.
-        model.to(device)
-        if config.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if config.freeze is not None:
-            line = freeze_stages(model, config.freeze)
-            if ctx.is_main and verbose:
-                report.info(line)
-        if config.sync_bn and ctx.enabled:
-            model = distributed.convert_sync_batchnorm(model, device)
+        self._plan_batches()
+        model = self._prepare_model(model, verbose)
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                    weight_decay=config.weight_decay, nesterov=config.nesterov)
-        batches = self.train_data.num_batches(self.micro_batch, drop_last=True, world_size=ctx.world_size)
-        self.steps_per_epoch = batches // accum
-        if self.steps_per_epoch < 1:
-            raise ResNetError(f"the training split has {len(self.train_data)} images, fewer than one batch of "
-                              f"{config.batch_size}; lower --batch-size")
-        self.total_steps = config.max_steps if config.max_steps is not None else config.epochs * self.steps_per_epoch
-        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         scheduler = make_scheduler(optimizer, config, self.steps_per_epoch, self.total_steps)
         ema = None
         if config.ema:
@@ -250,12 +226,44 @@ class Trainer:
             raise ResNetError("--balanced-sampler needs the labels: give a DataSplit, a TensorDataset or a Dataset "
                               "with a `targets` attribute (not a DataLoader)")
         self.callbacks = CallbackList([*default_callbacks(config, verbose=verbose), *callbacks])
-        data = self.train_data
+        data = self.train_data  # what eval/predict need to prepare images as in training
         self.metadata = {k: v for k, v in {
             "class_names": list(data.class_names), "mean": data.mean and list(data.mean),
             "std": data.std and list(data.std), "image_size": list(data.image_size), "dataset": data.name,
         }.items() if v is not None}
         self.last_test: EvalResult | None = None
+
+    def _plan_batches(self) -> None:
+        """--batch-size is the global batch of one optimizer step, split among processes and micro-batches."""
+        config, world, accum = self.config, self.ctx.world_size, self.config.accum_steps
+        loader = getattr(self.train_data, "loader", None)  # a DataLoader brings its own batch size
+        if config.batch_size % (world * accum) and loader is None:
+            raise ResNetError(f"--batch-size {config.batch_size} is the global batch and must divide evenly among "
+                              f"{world} process(es) x {accum} accumulation step(s)")
+        self.micro_batch = config.batch_size // (world * accum)
+        self.batch_size = loader.batch_size if loader is not None else config.batch_size
+        batches = self.train_data.num_batches(self.micro_batch, drop_last=True, world_size=world)
+        self.steps_per_epoch = batches // accum
+        if self.steps_per_epoch < 1:
+            raise ResNetError(f"the training split has {len(self.train_data)} images, fewer than one batch of "
+                              f"{config.batch_size}; lower --batch-size")
+        # The paper counts iterations: --max-steps decides and the epochs follow.
+        self.total_steps = config.max_steps if config.max_steps is not None else config.epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def _prepare_model(self, model: nn.Module, verbose: int) -> nn.Module:
+        """The model on the device, in its memory layout, with synchronized BatchNorm and frozen stages as asked."""
+        config = self.config
+        model.to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if config.sync_bn and self.ctx.enabled:
+            model = distributed.convert_sync_batchnorm(model, self.device)
+        if config.freeze is not None:  # after the BatchNorm swap, whose new layers would be trainable again
+            line = freeze_stages(model, config.freeze)
+            if self.is_main and verbose:
+                report.info(line)
+        return model
 
     # -- what callbacks use ----------------------------------------------------------------------
 

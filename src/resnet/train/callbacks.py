@@ -5,7 +5,8 @@ The loop (``trainer.Trainer``) calls, in this order, ``on_train_start``, then pe
 ``on_validation_end`` around the evaluation, ``on_epoch_end`` once the epoch's row is in the
 history, and finally ``on_train_end``; ``on_interrupt`` when Ctrl-C/SIGTERM stops a run mid-epoch
 and ``close`` always. Callbacks see the trainer (its ``config``, ``state``, ``run_dir``, data,
-``save``) and can end training by setting ``trainer.state.stop_reason``. A callback with state to
+``save``) and can end training by setting ``trainer.state.stop_reason`` (in ``on_validation_end``,
+or in ``on_epoch_end`` of a callback listed before ``Checkpoints``, so the saved state records it). A callback with state to
 carry over a resume names it ``state_key`` and implements ``state_dict``/``load_state_dict``.
 
 The run-folder files, the checkpoints, the console, early stopping, TensorBoard and the NaN guard

@@ -61,7 +61,8 @@ class TorchData:
             labels = self.labels
             num_classes = len(classes) if classes else int(labels.max()) + 1 if labels is not None else None
         if num_classes is None:
-            raise ResNetError(f"cannot tell how many classes {type(self.dataset).__name__} has; pass num_classes=")
+            raise ResNetError(f"cannot tell how many classes {type(self.dataset).__name__} has: give the model a "
+                              "`num_classes` attribute, or the dataset a `classes` or `targets` attribute")
         self.class_names = [str(c) for c in classes] if classes and len(classes) == num_classes else [
             str(i) for i in range(num_classes)]
         self.mean: tuple[float, ...] | None = None

@@ -146,6 +146,28 @@ def test_mixup_and_cutmix_targets() -> None:
     assert float(step(x, y)) == pytest.approx(float(wanted), rel=1e-5)
 
 
+# -- the data, opened once ---------------------------------------------------------------------------------
+
+
+def test_a_run_opens_its_image_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet.data import folder, testing
+
+    root = testing.write_image_folder(tmp_path / "pets", per_class=6, size=(8, 8), splits=("train", "val", "test"))
+    opened = []
+
+    class Counted(folder.ImageFolder):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            opened.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "ImageFolder", Counted)
+    config, splits = open_data(resolve_config({"data": str(root)}))
+    assert len(opened) == 1  # once for train, val and test (it was up to five times)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 18, 18) and splits.own_val
+    assert splits.val.mean == splits.test.mean == splits.train.mean  # one set of training statistics
+    assert config.val_fraction is None  # the recipe's carve gave way to the folder's own val/
+
+
 # -- fit: torch data, callbacks, early stopping, TensorBoard ------------------------------------------------
 
 

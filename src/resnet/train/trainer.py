@@ -111,9 +111,10 @@ def freeze_stages(model: nn.Module, stages: int) -> str:
     model._freeze_stages()
     total = sum(p.numel() for p in model.parameters())
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = ["stem", *names[:stages]]
+    frozen, rest = ["stem", *names[:stages]], names[stages:]
+    training = f"{', '.join(rest)} and the classifier" if rest else "the classifier only"
     return (f"frozen: {', '.join(frozen)} ({total - trained:,} of {total:,} parameters); "
-            f"training: {', '.join(names[stages:]) or 'nothing but'} and the classifier ({trained:,} parameters)")
+            f"training: {training} ({trained:,} parameters)")
 
 
 def class_weights(config: TrainConfig, data: Any) -> torch.Tensor | None:

@@ -412,7 +412,7 @@ class Trainer:
     # -- resume: continue, extend, or say it is finished ---------------------------------------
 
     def _continue_or_finished(self) -> FitResult | None:
-        state, planned = self.state, self.state.total_steps
+        state, planned = self.state, self.state.total_steps or self._planned_in_config_json()
         if state.step > self.total_steps:
             raise ResNetError(f"{self.run_dir} has trained {state.step} steps ({state.epoch} epochs) already; "
                               f"--epochs can only extend it (more than {self.num_epochs} epochs)")
@@ -439,6 +439,14 @@ class Trainer:
         for group, base in zip(state.optimizer.param_groups, state.scheduler.base_lrs):
             group["lr"] = base * factor(state.scheduler.last_epoch)
         return None
+
+    def _planned_in_config_json(self) -> int:
+        """The run's length from config.json, for state files written before they recorded it."""
+        assert self.run_dir is not None
+        try:
+            return int(json.loads((self.run_dir / "config.json").read_text(encoding="utf-8")).get("total_steps") or 0)
+        except (OSError, ValueError):
+            return 0
 
     def _result(self, seconds: float) -> FitResult:
         state, config = self.state, self.config

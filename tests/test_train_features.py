@@ -395,3 +395,38 @@ def test_train_names_are_the_functions_whatever_the_import_order() -> None:
     # Dead code gone (issue 13 item 9).
     assert "extra_config" not in inspect.signature(fit).parameters
     assert not hasattr(distributed, "unwrap") and "check_finite" not in inspect.signature(TrainStep).parameters
+
+
+class _TermAt(Callback):
+    """Sends this process SIGTERM after step ``index`` of ``epoch`` (the trainer then saves and stops)."""
+
+    def __init__(self, epoch: int, index: int) -> None:
+        self.epoch, self.index = epoch, index
+
+    def on_step_end(self, trainer: Trainer, logs: Any) -> None:
+        if (logs.epoch, logs.index) == (self.epoch, self.index):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("kind", ["dataset", "dataloader", "files"])
+def test_stop_mid_epoch_and_resume_is_bit_identical_on_any_data(kind: str, tmp_path: Path) -> None:
+    """Mixup, accumulation, EMA (and the balanced sampler where labels are known) on a Dataset, a shuffling
+    DataLoader, and a DataSplit decoded from files: a mid-epoch stop and resume ends where a straight run does."""
+    from resnet.data import load, testing
+
+    data: Any = tensor_data(64)
+    train: Any = DataLoader(data, batch_size=8, shuffle=True) if kind == "dataloader" else data
+    if kind == "files":
+        root = testing.write_image_folder(tmp_path / "pets", classes=("a", "b", "c", "d"), per_class=16,
+                                          size=(12, 12), splits=(), mode="L")
+        train = data = load(root, "train", in_memory=False)
+    extra = {} if kind == "dataloader" else {"balanced_sampler": True}
+    cfg = config(epochs=3, ema=True, mixup=0.4, cutmix=1.0, accum_steps=2, **extra)
+    straight = fit(tiny(num_classes=4), train, data, cfg, out=tmp_path / "straight", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(num_classes=4), train, data, cfg, out=tmp_path / "stopped", callbacks=[_TermAt(1, 1)], verbose=0)
+    assert load_state(tmp_path / "stopped" / "checkpoints" / "last.state.pt")["batch"] == 2  # mid-epoch 2
+    resumed = fit(tiny(num_classes=4, seed=7), train, data, cfg, out=tmp_path / "stopped", resume=True, verbose=0)
+    for (key, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from resnet.data.augment import seeded_generator
 from resnet.errors import ResNetError
 
 _SHUFFLE = 1  # the same stream id as DataSplit's shuffle
+_LOADER = 4  # the global RNG's seed while a DataLoader makes a batch
 
 
 def as_data(data: Any, *, num_classes: int | None = None, name: str = "data", split: str = "train") -> Any:
@@ -100,12 +101,11 @@ class TorchData:
         """``(x, y)`` on ``device``; augmentation options of DataSplit are ignored (the dataset's transforms apply)."""
         device = torch.device(device)
         if self.loader is not None:
-            # A DataLoader draws its shuffle seed from the global RNG when iterated: draw it from the
-            # epoch's seed, so a resumed epoch sees the same order, then skip what was consumed.
-            saved = torch.get_rng_state()
-            torch.manual_seed(epoch_seed(seed, epoch))
-            batches: Iterator[Any] = itertools.islice(iter(self.loader), start_batch, None)
-            torch.set_rng_state(saved)
+            loader = self.loader
+            # Replayed from its first batch, each under its own seed: the order it draws and any
+            # random transforms come out the same however many batches a resume skips.
+            batches: Iterator[Any] = itertools.islice(_seeded_per_batch(lambda: iter(loader), seed, epoch, 0),
+                                                      start_batch, None)
         else:
             n = len(self)
             order = torch.randperm(n, generator=seeded_generator(seed, epoch, _SHUFFLE)) if shuffle else torch.arange(n)
@@ -114,8 +114,9 @@ class TorchData:
             if drop_last:
                 order = order[: len(order) // batch_size * batch_size]
             plan = [order[s : s + batch_size].tolist() for s in range(start_batch * batch_size, len(order), batch_size)]
-            batches = iter(DataLoader(self.dataset, batch_sampler=plan, num_workers=num_workers,
-                                      pin_memory=device.type == "cuda"))
+            batches = _seeded_per_batch(lambda: iter(DataLoader(self.dataset, batch_sampler=plan, num_workers=num_workers,
+                                                                pin_memory=device.type == "cuda")),
+                                        seed, epoch, start_batch)
         for x, y, *_rest in batches:
             x = x.to(device, non_blocking=True).float()
             if channels_last:
@@ -132,6 +133,32 @@ def labels_of(dataset: Dataset) -> torch.Tensor | None:
         return inner[torch.as_tensor(dataset.indices)] if inner is not None else None
     targets = getattr(dataset, "targets", None)
     return torch.as_tensor(targets).long() if targets is not None else None
+
+
+def _seeded_per_batch(make: Callable[[], Iterator[Any]], seed: int, epoch: int, first: int) -> Iterator[Any]:
+    """Iterate a DataLoader with torch's global RNG seeded by (seed, epoch, batch index) for each batch.
+
+    A DataLoader draws from the global RNG (its worker seed, a RandomSampler's order, transforms
+    run in this process); here those draws are a pure function of the batch's place, and training's
+    own random stream is put back untouched after each batch. (Transforms in worker processes draw
+    from the workers' streams: exact only as far as those are.)
+    """
+    iterator: Iterator[Any] | None = None
+    index = first
+    while True:
+        outer = torch.get_rng_state()
+        try:
+            if iterator is None:
+                torch.set_rng_state(seeded_generator(seed, epoch, _LOADER).get_state())
+                iterator = make()
+            torch.set_rng_state(seeded_generator(seed, epoch, _LOADER, index).get_state())
+            batch = next(iterator, None)
+        finally:
+            torch.set_rng_state(outer)
+        if batch is None:
+            return
+        yield batch
+        index += 1
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

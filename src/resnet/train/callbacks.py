@@ -284,6 +284,8 @@ class Console(Callback):
         if not (self.verbose and trainer.is_main):
             return
         state = trainer.state
+        if trainer.frozen:
+            report.info(trainer.frozen)
         if trainer.resumed:
             where = f"epoch {state.epoch + 1}" + (f", step {state.batch + 1}" if state.batch else "")
             report.info(f"resuming {trainer.run_dir} at {where} of {trainer.num_epochs}")

@@ -203,7 +203,7 @@ class Trainer:
             raise ResNetError("resume needs the run folder (out=...)")
 
         self._plan_batches()
-        model = self._prepare_model(model, verbose)
+        model = self._prepare_model(model)
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                    weight_decay=config.weight_decay, nesterov=config.nesterov)
@@ -252,7 +252,7 @@ class Trainer:
         self.total_steps = config.max_steps if config.max_steps is not None else config.epochs * self.steps_per_epoch
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
-    def _prepare_model(self, model: nn.Module, verbose: int) -> nn.Module:
+    def _prepare_model(self, model: nn.Module) -> nn.Module:
         """The model on the device, in its memory layout, with synchronized BatchNorm and frozen stages as asked."""
         config = self.config
         model.to(self.device)
@@ -260,10 +260,9 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if config.sync_bn and self.ctx.enabled:
             model = distributed.convert_sync_batchnorm(model, self.device)
+        self.frozen: str | None = None  # the confirmation line, said when training starts
         if config.freeze is not None:  # after the BatchNorm swap, whose new layers would be trainable again
-            line = freeze_stages(model, config.freeze)
-            if self.is_main and verbose:
-                report.info(line)
+            self.frozen = freeze_stages(model, config.freeze)
         return model
 
     # -- what callbacks use ----------------------------------------------------------------------
@@ -414,8 +413,8 @@ class Trainer:
     def _continue_or_finished(self) -> FitResult | None:
         state, planned = self.state, self.state.total_steps or self._planned_in_config_json()
         if state.step > self.total_steps:
-            raise ResNetError(f"{self.run_dir} has trained {state.step} steps ({state.epoch} epochs) already; "
-                              f"--epochs can only extend it (more than {self.num_epochs} epochs)")
+            raise ResNetError(f"{self.run_dir} has trained {state.epoch} epochs ({state.step} steps) already, more than "
+                              f"the {self.num_epochs} asked for; --epochs can only extend it (give more than {state.epoch})")
         extended = bool(planned) and self.total_steps > planned
         if extended:
             state.stop_reason = None

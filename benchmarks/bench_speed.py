@@ -20,7 +20,7 @@ from resnet import device as hw
 from resnet import report
 from resnet.data import load
 from resnet.speed import optimize
-from resnet.train.fit import evaluate
+from resnet.train import evaluate
 from resnet.train.inference import load_checkpoint, run_config_of
 
 

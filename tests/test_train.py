@@ -37,9 +37,9 @@ def tiny_config(data_dir: Path, **overrides: object) -> TrainConfig:
 
 
 def splits(config: TrainConfig):
-    from resnet.train.fit import load_data
+    from resnet.train.trainer import open_data
 
-    return load_data(config)
+    return open_data(config)[1]
 
 
 def tiny_model(train_data, seed: int = 0) -> nn.Module:
@@ -62,15 +62,15 @@ def test_validation_size_and_fraction_replace_each_other_across_layers() -> None
 
 def test_a_folders_own_val_split_wins_over_the_recipes_carve(tmp_path: Path) -> None:
     from resnet.data import testing as fixtures
-    from resnet.train.fit import load_data, with_own_val
+    from resnet.train.trainer import open_data
 
     root = fixtures.write_image_folder(tmp_path / "pets", per_class=6, size=(8, 8), splits=("train", "val"))
-    train, val, _ = load_data(resolve_config({"data": str(root)}))  # quick recipe: carve 1/12 where no val/
+    config, (train, val, _) = open_data(resolve_config({"data": str(root)}))  # quick recipe: carve 1/12 where no val/
     assert (len(train), len(val)) == (18, 18)
-    assert (with_own_val(resolve_config({"data": str(root)})).val_fraction) is None  # what config.json records
+    assert config.val_fraction is None  # what config.json records
     carved = resolve_config({"data": str(root), "val_fraction": 0.5})  # an explicit flag carves anyway
     assert carved.own_val_first is False
-    train, val, _ = load_data(carved)
+    _, (train, val, _) = open_data(carved)
     assert (len(train), len(val)) == (9, 9)
 
 

@@ -32,6 +32,15 @@ def configure(*, quiet: bool = False, verbose: bool = False) -> None:
     logger.propagate = False
 
 
+def ensure_visible() -> None:
+    """Show info messages on stderr when nothing has set up logging (a library call such as ``fit`` in a script).
+
+    Leaves alone any handler the application or the command line configured.
+    """
+    if not logger.handlers and not logging.getLogger().handlers:
+        configure()
+
+
 def info(message: str) -> None:
     logger.info(message)
 

@@ -1,7 +1,11 @@
 """`resnet train`: train a ResNet; with no arguments, the main job (resnet20 on Fashion-MNIST, a few minutes).
 
 Settings come from, lowest first: defaults < --recipe (``quick`` unless named) < --config FILE <
-flags given here. ``--resume RUN`` needs nothing else: the run's config.json says the rest.
+flags given here. ``--resume RUN`` needs nothing else: the run's config.json says the rest. A
+finished run is left as it is; ``--resume RUN --epochs N`` with N larger extends it: the
+learning-rate schedule is recomputed for N epochs (as if planned so from the start) and training
+continues from the step reached, so one-cycle and cosine pick up on the longer curve (the lr rises
+again) and fractional milestones move.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import time
 from pathlib import Path
 
 S = argparse.SUPPRESS  # flags not given stay out of the namespace, so they don't override recipe/config
+MONITORED = ("val_loss", "val_top1", "val_top5", "train_loss", "train_top1", "test_loss", "test_top1")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,9 +63,29 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zero padding before the random crop (the paper's 4; 0 = flip only)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")
     g.add_argument("--ema-decay", type=float, default=S)
+    g = p.add_argument_group("practitioners' features")
+    g.add_argument("--mixup", type=float, default=S, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) (0.2 is usual; 0: off)")
+    g.add_argument("--cutmix", type=float, default=S, metavar="ALPHA",
+                   help="cutmix with this alpha (1.0 is usual); with --mixup, one of the two per batch")
+    g.add_argument("--class-weights", default=S, metavar="balanced|W1,W2,...",
+                   help="weight the loss per class: 'balanced' (n / (classes x count)) or one number per class")
+    g.add_argument("--balanced-sampler", action=argparse.BooleanOptionalAction, default=S,
+                   help="draw each epoch with replacement so that every class is equally likely (skewed folders)")
+    g.add_argument("--accum-steps", type=int, default=S, metavar="K",
+                   help="split each batch into K micro-batches, one optimizer step (same result, 1/K of the memory)")
+    g.add_argument("--clip-grad", type=float, default=S, metavar="NORM", help="clip the gradients' global L2 norm to NORM")
+    g.add_argument("--early-stop", type=int, default=S, metavar="PATIENCE",
+                   help="stop when the monitored metric has not improved for PATIENCE epochs")
+    g.add_argument("--early-stop-metric", default=S, choices=MONITORED,
+                   help="what --early-stop watches (default val_loss; train_loss without validation)")
+    g.add_argument("--freeze", type=int, default=S, metavar="STAGES",
+                   help="freeze the stem and the first STAGES stages (0: the stem only); says what is frozen")
+    g.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=S,
+                   help="also log to TensorBoard (RUN/tensorboard; needs the tensorboard extra)")
     g = p.add_argument_group("running")
     g.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<model>-<data>-<time>)")
-    g.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
+    g.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue the run in this folder (a finished one: nothing to do; with a larger --epochs: extend it)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--device", default=S, help="cpu, cuda, cuda:1 (default: CUDA when present)")
@@ -79,6 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 CONTROL = {"out", "resume", "overwrite", "config_file", "func", "command", "quiet", "verbose"}
+EXTENDING = {"epochs", "max_steps"}  # what --resume accepts: a longer run
 
 
 def _parse_options(items: list[str]) -> dict[str, object]:
@@ -98,10 +124,24 @@ def _parse_options(items: list[str]) -> dict[str, object]:
     return options
 
 
+def _parse_class_weights(text: str) -> str | list[float]:
+    from resnet.errors import ResNetError
+
+    if text == "balanced":
+        return text
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ResNetError(f"--class-weights {text!r}: give 'balanced' or numbers separated by commas") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from resnet import report
     from resnet.errors import ResNetError
+    from dataclasses import replace
+
     from resnet.train import distributed, resolve_config, resume_config, run_training
+    from resnet.train.config import validate
 
     flags = {k: v for k, v in vars(args).items() if k not in CONTROL}
     if "model_options" in flags:
@@ -112,12 +152,18 @@ def run(args: argparse.Namespace) -> int:
         arch = weight_set_arch(flags["pretrained"])
         if arch:
             flags["model"] = arch  # `--pretrained resnet50.tv_in1k` trains a resnet50
+    if "class_weights" in flags:
+        flags["class_weights"] = _parse_class_weights(flags["class_weights"])
     if args.resume:
-        if flags or getattr(args, "config_file", None) or args.out:
-            given = ", ".join("--" + k.replace("_", "-") for k in [*flags, *(["config"] if getattr(args, "config_file", None) else []),
+        fixed = [k for k in flags if k not in EXTENDING]
+        if fixed or getattr(args, "config_file", None) or args.out:
+            given = ", ".join("--" + k.replace("_", "-") for k in [*fixed, *(["config"] if getattr(args, "config_file", None) else []),
                                                                     *(["out"] if args.out else [])])
-            raise ResNetError(f"--resume takes its settings from the run's config.json; drop {given}")
+            raise ResNetError(f"--resume takes its settings from the run's config.json; drop {given} "
+                              "(only --epochs or --max-steps may be given, to extend the run)")
         config, out, resume = resume_config(args.resume), Path(args.resume), True
+        if EXTENDING & flags.keys():
+            config = validate(replace(config, **{k: flags[k] for k in EXTENDING & flags.keys()}))
     else:
         config = resolve_config(flags, config_file=getattr(args, "config_file", None))
         out = Path(args.out) if args.out else Path("runs") / f"{config.model}-{Path(config.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -133,11 +179,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = result.summary
     report.info(f"run folder: {out}")
-    if result.test is not None:
-        report.result(f"test accuracy: {result.test.top1:.4f} (top-5 {result.test.top5:.4f}, loss {result.test.loss:.4f}, "
-                      f"{result.test.num_samples} images, {summary['train_seconds']:.0f}s of training)")
-    elif summary.get("final") and summary["final"].get("val_top1") is not None:
-        report.result(f"validation accuracy: {summary['final']['val_top1']:.4f}")
-    else:
-        report.result(f"train accuracy: {summary['final']['train_top1']:.4f}")
+    final = summary.get("final") or (result.history[-1] if result.history else {})
+    if summary.get("test_top1") is not None:
+        report.result(f"test accuracy: {summary['test_top1']:.4f} (top-5 {summary['test_top5']:.4f}, "
+                      f"loss {summary['test_loss']:.4f}, {summary['test_size']} images, "
+                      f"{summary.get('train_seconds', 0):.0f}s of training)")
+    elif final.get("val_top1") is not None:
+        report.result(f"validation accuracy: {final['val_top1']:.4f}")
+    elif final:
+        report.result(f"train accuracy: {final['train_top1']:.4f}")
     return 0

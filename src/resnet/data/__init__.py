@@ -7,7 +7,9 @@ device; ``preprocess_images`` turns image files into a model-ready batch for pre
 """
 
 from resnet.data.images import IMAGE_EXTENSIONS, preprocess_images
-from resnet.data.loading import NAMED, available_splits, load
+from resnet.data.loading import NAMED, DataSplits, available_splits, load, load_splits
 from resnet.data.split import DataSplit
 
-__all__ = ["DataSplit", "IMAGE_EXTENSIONS", "NAMED", "available_splits", "load", "preprocess_images"]
+__all__ = [
+    "DataSplit", "DataSplits", "IMAGE_EXTENSIONS", "NAMED", "available_splits", "load", "load_splits", "preprocess_images",
+]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ _CACHE_BYTES = 2 << 30
 
 
 def load(
-    spec: str | os.PathLike[str],
+    spec: str | os.PathLike[str] | Source,
     split: str = "train",
     *,
     data_dir: str | os.PathLike[str] | None = None,
@@ -54,7 +55,8 @@ def load(
     ``strict`` turns a skipped unreadable image into an error. ``in_memory`` forces (or forbids)
     holding an image folder in memory; by default folders under ~1 GiB decoded are held.
     ``h5_keys`` renames the HDF5 keys (train_x, train_y, test_x, test_y, classes); the same can be
-    written in the spec as ``file.h5?train_x=X&train_y=Y``.
+    written in the spec as ``file.h5?train_x=X&train_y=Y``. ``spec`` may also be an opened ``Source``
+    (see ``load_splits``), which is then read as it was opened.
     """
     if split not in SPLITS:
         raise ResNetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -107,9 +109,11 @@ def available_splits(spec: str | os.PathLike[str], *, data_dir: str | os.PathLik
                  num_workers=None, h5_keys=None).splits
 
 
-def _open(spec: str | os.PathLike[str], *, data_dir: str | os.PathLike[str] | None, download: bool, strict: bool,
+def _open(spec: str | os.PathLike[str] | Source, *, data_dir: str | os.PathLike[str] | None, download: bool, strict: bool,
           image_size: tuple[int, int] | None, in_memory: bool | None, num_workers: int | None,
           h5_keys: Mapping[str, str] | None) -> Source:
+    if isinstance(spec, Source):
+        return spec  # already opened (load_splits): its files are not listed again
     text = os.fspath(spec)
     name = _ALIASES.get(text.lower().replace("-", "").replace("_", ""))
     if name == "fashion-mnist":
@@ -137,6 +141,63 @@ def _open(spec: str | os.PathLike[str], *, data_dir: str | os.PathLike[str] | No
     close = difflib.get_close_matches(text.lower(), NAMED, n=2, cutoff=0.5)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise ResNetError(f"unknown dataset {text!r}: not one of {', '.join(NAMED)}, and no such folder or .h5 file{hint}")
+
+
+@dataclass
+class DataSplits:
+    """A dataset opened once: train, val and test splits, all normalized with the training split's statistics.
+
+    Iterates as ``(train, val, test)``; ``val``/``test`` are None where the data has none.
+    ``own_val``: val is the dataset's own split rather than carved from train.
+    """
+
+    train: DataSplit
+    val: DataSplit | None
+    test: DataSplit | None
+    own_val: bool = False
+
+    def __iter__(self) -> Iterator[DataSplit | None]:
+        return iter((self.train, self.val, self.test))
+
+
+def load_splits(
+    spec: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float | None = None,
+    val_size: int | None = None,
+    prefer_own_val: bool = False,
+    seed: int = 0,
+    download: bool = False,
+    strict: bool = False,
+    image_size: int | Sequence[int] | None = None,
+    in_memory: bool | None = None,
+    num_workers: int | None = None,
+    h5_keys: Mapping[str, str] | None = None,
+) -> DataSplits:
+    """Open ``spec`` once and load its train, val and test splits (arguments as for ``load``).
+
+    ``prefer_own_val``: a dataset with a val split of its own validates on it and the carve
+    (``val_fraction``/``val_size``) is dropped, as a recipe's default carve should be.
+    """
+    source = _open(spec, data_dir=data_dir, download=download, strict=strict, image_size=_size(image_size),
+                   in_memory=in_memory, num_workers=num_workers, h5_keys=h5_keys)
+    carving = val_fraction is not None or val_size is not None
+    own_val = "val" in source.splits and (prefer_own_val or not carving)
+    if own_val and carving:
+        report.info(f"{source.name}: using its own val split (pass --val-fraction or --val-size to carve from train instead)")
+        val_fraction = val_size = None
+    common = {"seed": seed, "strict": strict, "image_size": image_size}
+    train = load(source, "train", val_fraction=val_fraction, val_size=val_size, **common)
+    val = load(source, "val", val_fraction=val_fraction, val_size=val_size, **common) if carving or own_val else None
+    test = load(source, "test", **common) if "test" in source.splits else None
+    # Validation and test images are normalized with the training statistics (train minus val).
+    return DataSplits(
+        train=train,
+        val=val.with_normalization(train.mean, train.std) if val is not None else None,
+        test=test.with_normalization(train.mean, train.std) if test is not None else None,
+        own_val=own_val,
+    )
 
 
 def _read(source: Source, part: str, size: tuple[int, int] | None) -> Pool:

@@ -190,6 +190,9 @@ class DataSplit:
             batch_sampler=batch_indices,  # our order, so batches stay deterministic
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
+            # Its own generator: iterating would otherwise draw a seed from torch's global RNG, shifting
+            # training's random stream (dropout, mixup) differently in a run resumed mid-epoch.
+            generator=torch.Generator().manual_seed(0),
         )
         bad: list[tuple[int, str]] = []
         try:

@@ -1,5 +1,9 @@
 """Training: ``fit`` (the loop, run folder, exact resume, DDP) and ``evaluate`` (loss, top-1/5, confusion).
 
+Modules: ``trainer`` (the loop, ``fit``, ``run_training``), ``state`` (what a checkpoint restores),
+``callbacks`` (files, checkpoints, console, early stopping, TensorBoard, NaN guard), ``evaluation``,
+``step`` (one optimizer step), ``inputs`` (DataSplit / Dataset / DataLoader), ``config``, ``rundir``.
+
 The counterparts of Keras' ``compile``/``fit``/``evaluate``::
 
     from resnet import create_model
@@ -12,11 +16,15 @@ The counterparts of Keras' ``compile``/``fit``/``evaluate``::
     print(evaluate(result.model, test).top1)
 """
 
+from resnet.train.callbacks import Callback
 from resnet.train.config import RECIPES, TrainConfig, resolve_config
-from resnet.train.fit import EvalResult, FitResult, evaluate, fit, prepare_run_dir, resume_config, run_training
+from resnet.train.evaluation import EvalResult, evaluate
+from resnet.train.rundir import prepare_run_dir, resume_config
+from resnet.train.state import TrainingState
 from resnet.train.step import make_train_step
+from resnet.train.trainer import FitResult, Trainer, fit, run_training
 
 __all__ = [
-    "RECIPES", "EvalResult", "FitResult", "TrainConfig", "evaluate", "fit", "make_train_step", "prepare_run_dir",
-    "resolve_config", "resume_config", "run_training",
+    "RECIPES", "Callback", "EvalResult", "FitResult", "TrainConfig", "Trainer", "TrainingState", "evaluate", "fit",
+    "make_train_step", "prepare_run_dir", "resolve_config", "resume_config", "run_training",
 ]

@@ -56,6 +56,17 @@ class TrainConfig:
     augment: bool = True  # random crop (zero padding of crop_padding pixels) + horizontal flip
     crop_padding: int = 4  # the paper's 4; 28x28 Fashion-MNIST trains better with less (benchmarks/train.md)
     tta: bool = False  # validation and test logits averaged with the mirrored image's (see evaluate)
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) (0: off); soft-target loss
+    cutmix: float = 0.0  # cutmix's alpha (0: off); with mixup too, one of the two per batch
+    # Practitioners' training features.
+    accum_steps: int = 1  # each batch as this many micro-batches, one optimizer step (same result, less memory)
+    clip_grad: float | None = None  # cap on the gradients' global L2 norm
+    class_weights: str | list[float] | None = None  # "balanced" (n / (classes * count)) or one weight per class
+    balanced_sampler: bool = False  # draw each epoch with replacement, every class equally likely
+    freeze: int | None = None  # freeze the stem and the first N stages (0: the stem only)
+    early_stop: int | None = None  # stop when the monitored metric has not improved for this many epochs
+    early_stop_metric: str | None = None  # val_loss (or train_loss without validation), val_top1, ...
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard/
     # How to run it.
     amp: bool | None = None  # None: on exactly where the device has native bf16
     channels_last: bool = True
@@ -210,6 +221,22 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise bad("threads", f"must be a positive whole number, got {config.threads}")
     if config.step_every is not None and config.step_every < 1:
         raise bad("step_every", f"must be a positive whole number of epochs, got {config.step_every}")
+    for name in ("mixup", "cutmix"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise bad(name, f"must be an alpha >= 0 (0: off), got {value!r}")
+    if not isinstance(config.accum_steps, int) or isinstance(config.accum_steps, bool) or config.accum_steps < 1:
+        raise bad("accum_steps", f"must be a positive whole number, got {config.accum_steps!r}")
+    if config.clip_grad is not None and not (isinstance(config.clip_grad, (int, float)) and config.clip_grad > 0):
+        raise bad("clip_grad", f"must be a norm > 0, got {config.clip_grad!r}")
+    if config.early_stop is not None and (not isinstance(config.early_stop, int) or config.early_stop < 1):
+        raise bad("early_stop", f"must be a patience of at least 1 epoch, got {config.early_stop!r}")
+    if config.freeze is not None and (not isinstance(config.freeze, int) or config.freeze < 0):
+        raise bad("freeze", f"must be a number of stages >= 0, got {config.freeze!r}")
+    weights = config.class_weights
+    if weights is not None and weights != "balanced" and not (
+            isinstance(weights, list) and all(isinstance(w, (int, float)) and w >= 0 for w in weights)):
+        raise bad("class_weights", f"must be 'balanced' or one number >= 0 per class, got {weights!r}")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
         raise bad("warmup_epochs", f"{config.warmup_epochs} leaves no epochs after warm-up (--epochs {config.epochs})")
     return config

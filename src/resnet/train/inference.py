@@ -26,7 +26,7 @@ from resnet.data.images import IMAGE_EXTENSIONS, BadImage, decode_image, is_imag
 from resnet.device import resolve_device
 from resnet.errors import ResNetError
 from resnet.io import atomic_write
-from resnet.train.fit import EvalResult, evaluate
+from resnet.train.evaluation import EvalResult, evaluate
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""One optimizer step: forward under autocast, loss, backward, a finite-loss check, update.
+"""One optimizer step: forward under autocast, loss, backward (over micro-batches), a finite-loss check, clip, update.
 
 ``make_train_step`` is shared with ``resnet bench --mode train`` so that the speed figures measure
 exactly the code that trains.
@@ -7,7 +7,7 @@ exactly the code that trains.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -56,10 +56,13 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float, w
 
 
 class TrainStep:
-    """Callable ``(x, y) -> loss`` doing one full optimizer step.
+    """Callable ``(x, y) -> loss`` doing one full optimizer step; ``run(micro_batches)`` accumulates several.
 
-    After each call ``correct`` holds the batch's top-1 hits (a tensor, no device sync) and ``skipped``
-    whether the update was withheld because the loss was not finite (the weights stay as they were).
+    After each call ``correct`` holds the batch's top-1 hits (a tensor, no device sync; against the
+    dominant label when targets are mixed) and ``skipped`` whether the update was withheld because
+    the loss was not finite (the weights stay as they were). ``mix`` turns (x, y) into (x, soft
+    targets) (mixup/cutmix); ``class_weights`` weight the loss per class; ``clip_grad`` caps the
+    gradients' global norm before the update.
     """
 
     def __init__(
@@ -74,7 +77,9 @@ class TrainStep:
         compile: bool = False,
         label_smoothing: float = 0.0,
         reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        check_finite: bool = True,
+        class_weights: torch.Tensor | None = None,
+        clip_grad: float | None = None,
+        mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -84,33 +89,60 @@ class TrainStep:
         self.scaler = scaler
         self.label_smoothing = label_smoothing
         self.reduce_loss = reduce_loss
-        self.check_finite = check_finite
+        self.class_weights = class_weights.to(self.device) if class_weights is not None else None
+        self.clip_grad = clip_grad
+        self.mix = mix
         self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile else model
         self.correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.skipped = False
+        self.grad_norm: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.amp_dtype):
-            logits = self.forward(x)
-        # The loss in fp32: log-softmax in bf16 loses the small differences that matter late in training.
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        return self.run([(x, y)])
+
+    def run(self, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """One optimizer step over equal micro-batches: the mean of their losses, i.e. the loss of their union."""
         self.optimizer.zero_grad(set_to_none=True)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        loss = loss.detach()
+        count = len(micro_batches)
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for i, (x, y) in enumerate(micro_batches):
+            target = y
+            if self.mix is not None:
+                x, target = self.mix(x, y)
+            if self.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # DDP all-reduces gradients on the last micro-batch only.
+            last = i == count - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
+            with contextlib.nullcontext() if last else self.model.no_sync():
+                with autocast(self.device, self.amp_dtype):
+                    logits = self.forward(x)
+                # The loss in fp32: log-softmax in bf16 loses the small differences that matter late in training.
+                loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
+                                       label_smoothing=self.label_smoothing)
+                scaled = loss / count if count > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_sum += loss.detach()
+            hard = target.argmax(1) if target.dim() == 2 else target
+            correct += (logits.detach().argmax(1) == hard).sum()
+        loss = loss_sum / count if count > 1 else loss_sum
         if self.reduce_loss is not None:
             loss = self.reduce_loss(loss)  # the global loss under DDP, so every rank decides alike
-        self.skipped = self.check_finite and not bool(torch.isfinite(loss))
+        self.skipped = not bool(torch.isfinite(loss))
         if self.skipped:
             self.optimizer.zero_grad(set_to_none=True)
             return loss
+        if self.clip_grad is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
-        self.correct = (logits.detach().argmax(1) == y).sum()
+        self.correct = correct
         return loss
 
 
@@ -125,7 +157,9 @@ def make_train_step(
     compile: bool = False,
     label_smoothing: float = 0.0,
     reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    check_finite: bool = True,
+    class_weights: torch.Tensor | None = None,
+    clip_grad: float | None = None,
+    mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainStep:
     """A callable ``(x, y) -> loss tensor`` that trains ``model`` one step (see ``TrainStep``).
 
@@ -136,5 +170,21 @@ def make_train_step(
         model.to(memory_format=torch.channels_last)
     return TrainStep(
         model, optimizer, device=device, amp_dtype=amp_dtype, channels_last=channels_last, scaler=scaler,
-        compile=compile, label_smoothing=label_smoothing, reduce_loss=reduce_loss, check_finite=check_finite,
+        compile=compile, label_smoothing=label_smoothing, reduce_loss=reduce_loss, class_weights=class_weights,
+        clip_grad=clip_grad, mix=mix,
     )
+
+
+def make_mix(mixup_alpha: float, cutmix_alpha: float, num_classes: int) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+    """mixup and/or cutmix of a batch with soft targets (torchvision's v2 transforms; one of the two per batch when both).
+
+    Their draws come from torch's global RNG, which the trainer seeds per epoch and saves in
+    checkpoints: resume stays exact.
+    """
+    if not mixup_alpha and not cutmix_alpha:
+        return None
+    from torchvision.transforms import v2
+
+    chosen = [v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha else []
+    chosen += [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha else []
+    return chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)

@@ -43,15 +43,22 @@ def _blocking_file(path: Path) -> Path | None:
     return None
 
 
-def _cannot_write(path: Path, exc: OSError) -> ResNetError:
+class WriteError(ResNetError):
+    """A file could not be written; ``path`` and ``reason`` let a caller say it in its own words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _cannot_write(path: Path, exc: OSError) -> WriteError:
     blocker = _blocking_file(path)
     if blocker is not None or exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        where = blocker or path.parent
-        return ResNetError(f"cannot write {path}: {where} is a file, not a folder")
+        return WriteError(path, f"{blocker or path.parent} is a file, not a folder")
     reason = exc.strerror or type(exc).__name__  # strerror never holds the temporary file's name
     if exc.errno == errno.ENOENT and path.parent.is_dir():  # e.g. /proc: the folder exists but takes no files
-        return ResNetError(f"cannot write {path}: {path.parent} does not accept new files ({reason})")
-    return ResNetError(f"cannot write {path}: {reason}")
+        return WriteError(path, f"{path.parent} does not accept new files ({reason})")
+    return WriteError(path, reason)
 
 
 def ensure_parent(path: str | os.PathLike[str]) -> Path:

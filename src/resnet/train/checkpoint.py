@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from resnet.errors import ResNetError
-from resnet.io import atomic_write
+from resnet.io import WriteError, atomic_write
 
 STATE_SUFFIX = ".state.pt"
 WEIGHTS_SUFFIX = ".safetensors"
@@ -52,9 +52,10 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _save_failed(path: Path, exc: OSError) -> ResNetError:
+def _save_failed(path: Path, exc: OSError | WriteError) -> ResNetError:
+    reason = exc.reason if isinstance(exc, WriteError) else exc.strerror or exc
     return ResNetError(
-        f"could not save checkpoint {path}: {exc.strerror or exc}; the previous checkpoint is intact "
+        f"could not save checkpoint {path}: {reason}; the previous checkpoint is intact "
         f"(free some space or fix permissions, then continue with --resume {path.parent.parent})"
     )
 
@@ -72,11 +73,11 @@ def save_checkpoint(
         state_path = directory / f"{name}{STATE_SUFFIX}"
         try:
             atomic_write(state_path, lambda tmp: torch.save(state, tmp))
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             raise _save_failed(state_path, exc) from None
     try:
         save_weights(weights_model, weights_path, metadata=metadata)
-    except OSError as exc:
+    except (OSError, WriteError) as exc:
         raise _save_failed(weights_path, exc) from None
     return weights_path
 

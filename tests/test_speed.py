@@ -321,3 +321,59 @@ def test_wrong_example_input_is_a_clear_error(model: nn.Module) -> None:
         optimize(model, torch.randn(3, 16, 16), precision="fp32", backend="torch")
     with pytest.raises(ResNetError, match="precision 'fp16' is not one of"):
         optimize(model, torch.randn(2, 3, 16, 16), precision="fp16")
+
+
+# --- a search that pays for itself: build budget, remembered choices, plain model for tiny jobs ------
+
+
+def _info_log(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="resnet")
+    monkeypatch.setattr(logging.getLogger("resnet"), "propagate", True)
+
+
+def test_small_job_builds_only_what_can_pay_for_itself(model: nn.Module, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    _info_log(monkeypatch, caplog)
+    calls: list[bool] = []
+    torch_backend = importlib.import_module("resnet.speed.backends.torch_backend")
+    real_runner = torch_backend._runner
+    monkeypatch.setattr(torch_backend, "_runner", lambda m, d, *, compiled: calls.append(compiled) or real_runner(m, d, compiled=False))
+    fast = optimize(model, torch.randn(4, 3, 16, 16), precision="fp32", backend="torch", job_images=40)
+    assert calls == [False], "torch.compile (a minute to build) must not be built for a 40-image job"
+    assert (fast.backend, fast.variant) == ("torch", "eager")
+    assert "cannot pay for themselves" in caplog.text and "compile" in caplog.text
+
+
+def test_choice_is_remembered_per_machine_weights_and_shape(model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    _info_log(monkeypatch, caplog)
+    cache = tmp_path / "choices.json"
+    x = torch.randn(4, 3, 16, 16)
+    first = optimize(model, x, precision="fp32", compile=False, cache=cache)
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 1 and next(iter(entries.values()))["backend"] == first.backend
+    assert len(first.timings) > 1 and "reused" not in caplog.text
+    caplog.clear()
+    second = optimize(model, x, precision="fp32", compile=False, cache=cache)
+    assert (second.backend, second.precision, second.variant) == (first.backend, first.precision, first.variant)
+    assert len(second.timings) == 1 and "reused this machine's choice" in caplog.text
+    assert float((second(x) - _reference(model, x)).abs().max()) <= FP32_MAX_ABS_DIFF  # still parity-checked
+    caplog.clear()
+    optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", compile=False, cache=cache)  # another shape
+    other = _trained_like(seed=1)  # other weights
+    optimize(other, x, precision="fp32", compile=False, cache=cache)
+    assert "reused" not in caplog.text and len(json.loads(cache.read_text())) == 3
+
+
+def test_fast_keeps_the_plain_model_for_a_tiny_job(model: nn.Module, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from resnet.train.inference import fast_callable
+
+    _info_log(monkeypatch, caplog)
+    monkeypatch.setattr("resnet.optimize", lambda *a, **k: pytest.fail("one image must not start an engine search"))
+    called: list[int] = []
+    chosen = fast_callable(model, torch.randn(1, 3, 16, 16), calibration=lambda: called.append(1) or [], job_images=1)
+    assert chosen is model and not called, "calibration data must not even be loaded for one image"
+    assert "plain model runs" in caplog.text

@@ -18,16 +18,28 @@ Parity, checked on the example batch and the calibration batches before anything
   below that fraction of the sample's largest |logit|.
 
 The parity batches are the example batch plus the first ``PARITY_SAMPLES`` calibration samples.
+
+The search pays for itself: with ``job_images`` (how many images the caller will score) the
+candidates are built cheapest first and only while their build time fits a budget of
+``BUILD_BUDGET`` times what the plain eager model would spend on the whole job; ``torch.compile``
+(about a minute to build) is tried only when that budget exceeds ``COMPILE_BUILD_S``. With
+``cache``, the winner is remembered in a small JSON file keyed by the CPU line, library versions,
+a hash of the weights, the input shape and the request, and a later call builds only that one
+candidate (its parity is still checked) and says so in one line.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 import shutil
 import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -38,6 +50,7 @@ from torch import nn
 from resnet import device as hw
 from resnet import report
 from resnet.errors import ResNetError
+from resnet.io import atomic_write_text
 from resnet.speed.backends import Candidate, Job, Runner
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -49,6 +62,14 @@ CLOSE_CALL = 0.85  # candidates within 15% of the fastest are timed again, longe
 MAX_CALIBRATION_SAMPLES = 512
 # Calibration samples the parity check runs every candidate on (besides the example batch).
 PARITY_SAMPLES = 128
+# Build time allowed for the search, as a fraction of the plain model's time for the whole job: the
+# search may cost at most this much more than not searching, and a faster engine usually saves more.
+BUILD_BUDGET = 0.5
+COMPILE_BUILD_S = 60.0  # torch.compile with freezing takes about a minute on a resnet50 (2 cores)
+# Cheapest first, so a budget that runs out cuts the expensive candidates (int8 needs calibration
+# and a quantization pass; compile needs inductor).
+_BUILD_ORDER = {("torch", "eager"): 0, ("onnxruntime", "fp32"): 1, ("openvino", "fp32"): 2, ("openvino", "bf16"): 2,
+                ("onnxruntime", "int8"): 3, ("openvino", "int8"): 4, ("torch", "compile"): 9}
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,8 @@ def optimize(
     backend: str = "auto",
     calibration: Iterable[Any] | None = None,
     compile: bool = True,
+    job_images: int | None = None,
+    cache: bool | str | os.PathLike[str] = False,
 ) -> OptimizedModel:
     """The fastest inference callable for ``model`` on this machine that passes the parity checks.
 
@@ -147,7 +170,10 @@ def optimize(
     parity_inputs = [example_input] + [b.to(dev) for b in _first_samples(batches, PARITY_SAMPLES)]
     try:
         with torch.inference_mode():
-            references = [reference_model(x).float().cpu() for x in parity_inputs]
+            start = time.perf_counter()
+            references = [reference_model(parity_inputs[0]).float().cpu()]
+            eager_s_per_image = (time.perf_counter() - start) / example_input.shape[0]
+            references += [reference_model(x).float().cpu() for x in parity_inputs[1:]]
     except RuntimeError as exc:  # e.g. 1-channel images into a 3-channel stem
         raise ResNetError(f"the model cannot run an input of shape {tuple(example_input.shape)}: "
                           f"{str(exc).splitlines()[0]}") from None
@@ -155,10 +181,17 @@ def optimize(
     del reference_model
 
     modules = _backends(backend)
+    budget_s = BUILD_BUDGET * eager_s_per_image * job_images if job_images is not None else None
+    cache_file = (choice_cache_path() if cache is True else Path(cache)) if cache else None
+    key = choice_key(model, example_input, precision=precision, backend=backend, compile=compile) if cache_file else None
+    remembered = _read_cache(cache_file).get(key) if cache_file and key else None
     base = Job(folded, example_input, precisions[0], batches)
     try:
-        return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
-                       precision=precision, backend=backend)
+        fast = _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
+                       precision=precision, backend=backend, budget_s=budget_s, remembered=remembered)
+        if cache_file and key and remembered is None:
+            _remember(cache_file, key, fast)
+        return fast
     except BaseException:  # nothing returned holds the exported files: remove them now, not at exit
         shutil.rmtree(base.workdir, ignore_errors=True)
         raise
@@ -166,8 +199,10 @@ def optimize(
 
 def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], dev: torch.device,
             parity_inputs: list[torch.Tensor], references: list[torch.Tensor], skipped: list[str], *,
-            compile: bool, precision: str, backend: str) -> OptimizedModel:
-    """Build every candidate, keep those that pass parity, time them and wrap the fastest."""
+            compile: bool, precision: str, backend: str, budget_s: float | None = None,
+            remembered: dict[str, Any] | None = None) -> OptimizedModel:
+    """Build the candidates (cheapest first, within the budget), keep those that pass parity, time them,
+    wrap the fastest. With a ``remembered`` choice only that candidate is built (if it still passes)."""
     example_input = base.example_input
     candidates: list[tuple[Candidate, Job]] = []
     for p in precisions:
@@ -181,9 +216,20 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             candidates += [(c, job) for c in found]
     if not candidates:
         raise ResNetError(f"nothing can run precision={precision} backend={backend} here: {'; '.join(skipped)}")
+    candidates.sort(key=lambda cj: _BUILD_ORDER.get((cj[0].backend, cj[0].variant if cj[0].backend == "torch" else cj[0].precision), 5))
+    if remembered is not None:
+        match = [cj for cj in candidates if _choice_of(cj[0]) == _choice_of(remembered)]
+        if match:
+            candidates = match
+        else:
+            remembered = None
 
     built: list[tuple[Candidate, Runner, Parity, float]] = []
+    spent, over_budget = 0.0, []
     for cand, job in candidates:
+        if budget_s is not None and built and (spent >= budget_s or (cand.variant == "compile" and budget_s - spent < COMPILE_BUILD_S)):
+            over_budget.append(_label(cand))
+            continue
         start = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -197,22 +243,37 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             report.debug(f"optimize: {_label(cand)} failed: {exc!r}")
             continue
         build_s = time.perf_counter() - start
+        spent += build_s
         parity = compare(outputs, references, cand.precision)
         if not parity.ok:
             skipped.append(f"{_label(cand)}: failed parity (error {parity.error:.3g}, tolerance {parity.tolerance:.3g}, "
                            f"max abs diff {parity.max_abs_diff:.3g}, {parity.top1_flips} top-1 changes)")
             continue
         built.append((cand, runner, parity, build_s))
+    if not built and remembered is not None:  # the remembered engine no longer passes: search afresh
+        return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
+                       precision=precision, backend=backend, budget_s=budget_s)
     if not built:
         raise ResNetError(f"no candidate passed the parity check: {'; '.join(skipped)}")
+    if over_budget:
+        skipped.append(f"{', '.join(over_budget)}: not built, they cannot pay for themselves in this job "
+                       f"(build budget {budget_s:.1f} s spent)")
+    if remembered is not None:
+        cand, runner, parity, build_s = built[0]
+        speed = float(remembered.get("images_per_s") or 0.0)
+        report.info(f"optimize: reused this machine's choice for this model and shape: {_label(cand)} ({cand.variant}), "
+                    f"{speed:.1f} images/s when measured; built in {build_s:.1f} s, parity checked")
+        timing = {"backend": cand.backend, "precision": cand.precision, "variant": cand.variant, "images_per_s": speed,
+                  "build_s": build_s, "max_abs_diff": parity.max_abs_diff, "top1_agreement": parity.top1_agreement}
+        return OptimizedModel(runner, cand, parity, speed, build_s, [timing], base)
 
     runners = [r for _, r, _, _ in built]
-    speeds = time_runners(runners, example_input)
+    speeds = time_runners(runners, example_input) if len(runners) > 1 else time_runners(runners, example_input, rounds=1)
     # A close call gets a longer look: 0.1 s rounds cannot separate engines a few percent apart
     # (measured: a 9% slower int8 engine won a short race at batch 8).
     leader = max(speeds)
     close = [i for i, s in enumerate(speeds) if s >= CLOSE_CALL * leader]
-    if len(close) > 1:
+    if len(close) > 1 and (budget_s is None or spent < budget_s):
         for i, s in zip(close, time_runners([runners[i] for i in close], example_input, rounds=5, min_round_s=0.4)):
             speeds[i] = s
     timings = [
@@ -230,6 +291,59 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
         + f"; native bf16 {'yes' if hw.native_bf16(dev) else 'no'}, int8 {'yes' if _native_int8(dev) else 'no'}"
     )
     return OptimizedModel(runner, cand, parity, speeds[best], build_s, timings, base)
+
+
+def choice_cache_path() -> Path:
+    """Where remembered choices live: ``$RESNET_CACHE/optimize-choices.json``, else ``~/.cache/resnet/``."""
+    root = os.environ.get("RESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resnet")
+    return Path(root) / "optimize-choices.json"
+
+
+def choice_key(model: nn.Module, example_input: torch.Tensor, *, precision: str, backend: str, compile: bool) -> str:
+    """What a remembered choice depends on: the machine (CPU line, engine versions), the weights, the shape, the request."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    parts = [hw.describe(example_input.device), _engine_versions(), digest.hexdigest(),
+             "x".join(map(str, example_input.shape)), precision, backend, f"compile={compile}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _engine_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("torch", "onnxruntime", "openvino", "nncf"):
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return ",".join(found)
+
+
+def _choice_of(c: Candidate | dict[str, Any]) -> tuple[str, str, str]:
+    if isinstance(c, dict):
+        return (str(c.get("backend")), str(c.get("precision")), str(c.get("variant")))
+    return (c.backend, c.precision, c.variant)
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: the search simply runs
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(path: Path, key: str, fast: OptimizedModel) -> None:
+    entries = _read_cache(path)
+    entries[key] = {"backend": fast.backend, "precision": fast.precision, "variant": fast.variant,
+                    "images_per_s": fast.images_per_s, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        atomic_write_text(path, json.dumps(entries, indent=1))
+    except OSError as exc:  # a read-only home must not fail the job: the choice is only not remembered
+        report.debug(f"optimize: could not remember the choice in {path} ({exc})")
 
 
 def _label(c: Candidate) -> str:

@@ -94,18 +94,62 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
     return batches
 
 
-def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
-                  calibration: Sequence[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The fastest inference callable this machine offers (``resnet.optimize``), calibrated on ``calibration``."""
-    from resnet import optimize, report
+# Below this much plain inference for the whole job, building any engine costs more than it saves.
+PLAIN_JOB_S = 1.0
 
-    if calibration is None:
+
+def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
+                  calibration: Sequence[torch.Tensor] | Callable[[], Sequence[torch.Tensor] | None] | None = None,
+                  job_images: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest end-to-end inference callable for a job of ``job_images`` images (``resnet.optimize``).
+
+    A job the plain model finishes in about a second keeps the plain model: no engine's build pays
+    for itself there. Otherwise the search is limited to what can pay for itself and its choice is
+    remembered per machine, weights and shape. ``calibration`` (batches, or a function giving them,
+    called only when int8 is tried) comes from the training data.
+    """
+    import time
+
+    from resnet import optimize, report
+    from resnet.speed.optimize import choice_cache_path, choice_key
+
+    if job_images is not None:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            model(example)
+            plain_s = (time.perf_counter() - start) / example.shape[0] * job_images
+        if plain_s < PLAIN_JOB_S:
+            report.info(f"--fast: {job_images} image(s) take about {plain_s:.2f} s with the plain model; "
+                        "building a faster engine would cost more than it saves, so the plain model runs")
+            return model
+    needs_int8 = precision == "int8" or (precision == "auto" and example.device.type == "cpu" and _native_int8())
+    if needs_int8 and callable(calibration):
+        key = choice_key(model, example, precision=precision, backend="auto", compile=True)
+        remembered = _remembered_precision(choice_cache_path(), key)
+        calibration = calibration() if remembered in (None, "int8") else None
+    elif callable(calibration):
+        calibration = None
+    if calibration is None and needs_int8:
         report.warn("int8 calibration falls back to the input images themselves (training data not found)")
         calibration = [example]
-    fast = optimize(model, example, precision=precision, calibration=calibration)
+    fast = optimize(model, example, precision=precision, calibration=calibration, job_images=job_images, cache=True)
     report.info(f"--fast: {getattr(fast, 'backend', '?')} {getattr(fast, 'precision', '?')} "
                 f"(max |logit difference| vs fp32 {getattr(fast, 'max_abs_diff', float('nan')):.3g})")
     return fast
+
+
+def _native_int8() -> bool:
+    from resnet.device import cpu_info
+
+    return cpu_info().native_int8
+
+
+def _remembered_precision(path: Path, key: str) -> str | None:
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry.get("precision") if isinstance(entry, dict) else None
 
 
 def evaluate_checkpoint(
@@ -143,7 +187,9 @@ def evaluate_checkpoint(
     model: Any = loaded.model
     if fast:
         x, _ = next(split_data.batches(min(batch_size, len(split_data)), device="cpu"))
-        model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
+        passes = 2 if (bool(run.get("tta", False)) if flip_tta is None else flip_tta) else 1
+        model = fast_callable(loaded.model, x, precision=precision, calibration=lambda: calibration_batches(loaded),
+                              job_images=len(split_data) * passes)
     result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu",
                       flip_tta=bool(run.get("tta", False)) if flip_tta is None else flip_tta)  # None: as the run scored it
     return result, loaded, split_data
@@ -182,7 +228,8 @@ def predict_files(
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     model: Callable[[torch.Tensor], torch.Tensor] = loaded.model
     if fast:
-        model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
+        model = fast_callable(loaded.model, x, precision=precision, calibration=lambda: calibration_batches(loaded),
+                              job_images=len(images))
     probs = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):

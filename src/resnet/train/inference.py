@@ -96,6 +96,9 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
 
 # Below this much plain inference for the whole job, building any engine costs more than it saves.
 PLAIN_JOB_S = 1.0
+# int8 needs the training data read for calibration and a quantization pass (seconds, more with
+# OpenVINO's NNCF): below this much plain inference it cannot pay for itself, so "auto" leaves it out.
+INT8_JOB_S = 20.0
 
 
 def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
@@ -111,25 +114,32 @@ def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "
     import time
 
     from resnet import optimize, report
-    from resnet.speed.optimize import choice_cache_path, choice_key
+    from resnet.speed.optimize import remembered_choice
 
+    plain_s = float("inf")
     if job_images is not None:
+        param = next(model.parameters(), None)
+        probe = example[: min(8, example.shape[0])].to(param.device if param is not None else example.device)
         with torch.inference_mode():
+            model(probe)  # the first call pays one-time set-up; time the second
             start = time.perf_counter()
-            model(example)
-            plain_s = (time.perf_counter() - start) / example.shape[0] * job_images
+            model(probe)
+            plain_s = (time.perf_counter() - start) / probe.shape[0] * job_images
         if plain_s < PLAIN_JOB_S:
             report.info(f"--fast: {job_images} image(s) take about {plain_s:.2f} s with the plain model; "
                         "building a faster engine would cost more than it saves, so the plain model runs")
             return model
-    needs_int8 = precision == "int8" or (precision == "auto" and example.device.type == "cpu" and _native_int8())
-    if needs_int8 and callable(calibration):
-        key = choice_key(model, example, precision=precision, backend="auto", compile=True)
-        remembered = _remembered_precision(choice_cache_path(), key)
-        calibration = calibration() if remembered in (None, "int8") else None
-    elif callable(calibration):
+    try_int8 = precision == "int8" or (precision == "auto" and example.device.type == "cpu" and _native_int8())
+    if precision == "auto" and try_int8 and plain_s < INT8_JOB_S:
+        report.info(f"--fast: int8 left out: its calibration and quantization cost more than they save in a "
+                    f"{plain_s:.0f} s job")
+        try_int8 = False
+    if not try_int8:
         calibration = None
-    if calibration is None and needs_int8:
+    elif callable(calibration):
+        remembered = remembered_choice(model, example, precision=precision) if precision == "auto" else None
+        calibration = calibration() if remembered is None or remembered.get("precision") == "int8" else [example]
+    if try_int8 and calibration is None:
         report.warn("int8 calibration falls back to the input images themselves (training data not found)")
         calibration = [example]
     fast = optimize(model, example, precision=precision, calibration=calibration, job_images=job_images, cache=True)
@@ -142,14 +152,6 @@ def _native_int8() -> bool:
     from resnet.device import cpu_info
 
     return cpu_info().native_int8
-
-
-def _remembered_precision(path: Path, key: str) -> str | None:
-    try:
-        entry = json.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return entry.get("precision") if isinstance(entry, dict) else None
 
 
 def evaluate_checkpoint(

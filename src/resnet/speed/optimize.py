@@ -8,14 +8,10 @@ keep the fastest. Nothing is assumed about the hardware: which precisions are tr
 measured, because it differs between CPUs (on a Zen 3 EPYC torch.compile won fp32, on a Zen 5
 the ONNX engines did).
 
-Parity, checked on the example batch and the calibration batches before anything is returned:
-
-* fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3); for logits
-  beyond +-1 that bound scales with the largest |logit| (fp32 rounding is relative).
-* bf16, int8: relative L2 error of the logits ``||out - ref|| / ||ref||`` <= ``RELATIVE_TOLERANCE``
-  (bf16 5 %, int8 10 %, i.e. a signal-to-quantization-noise ratio of at least 26 / 20 dB), and the
-  same top-1 class on every sample except near-ties: samples whose reference top-1/top-2 margin is
-  below that fraction of the sample's largest |logit|.
+Parity is checked on the example batch and the calibration batches before anything is returned,
+with the tolerances of ``resnet.export.parity`` for a rewritten graph: fp32 max abs difference
+<= 1e-3 (relative to the logits' scale beyond +-1), bf16/int8 relative L2 error <= 5 % / 10 %, and
+no top-1 change outside near-ties.
 
 The parity batches are the example batch plus the first ``PARITY_SAMPLES`` calibration samples.
 
@@ -38,28 +34,24 @@ import shutil
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from resnet import device as hw
 from resnet import report
 from resnet.errors import ResNetError
+from resnet.export.parity import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, Parity, compare
 from resnet.io import atomic_write_text
-from resnet.speed.backends import Candidate, Job, Runner
+from resnet.speed.backends import Candidate, Job, Runner, engines
+from resnet.speed.backends.calibration import check_calibration
+from resnet.speed.timing import time_rounds
 
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnxruntime", "openvino")
-FP32_MAX_ABS_DIFF = 1e-3
-RELATIVE_TOLERANCE = {"bf16": 0.05, "int8": 0.10}
 CLOSE_CALL = 0.85  # candidates within 15% of the fastest are timed again, longer
-# Enough samples to set int8 ranges well (NNCF's default subset is 300); more only costs time.
-MAX_CALIBRATION_SAMPLES = 512
 # Calibration samples the parity check runs every candidate on (besides the example batch).
 PARITY_SAMPLES = 128
 # Build time allowed for the search, as a fraction of the plain model's time for the whole job: the
@@ -70,22 +62,6 @@ COMPILE_BUILD_S = 60.0  # torch.compile with freezing takes about a minute on a 
 # and a quantization pass; compile needs inductor).
 _BUILD_ORDER = {("torch", "eager"): 0, ("onnxruntime", "fp32"): 1, ("openvino", "fp32"): 2, ("openvino", "bf16"): 2,
                 ("onnxruntime", "int8"): 3, ("openvino", "int8"): 4, ("torch", "compile"): 9}
-
-
-@dataclass(frozen=True)
-class Parity:
-    """How a candidate's outputs compare with the fp32 eager model's on the parity batches."""
-
-    max_abs_diff: float
-    error: float  # what the tolerance bounds: max abs diff (fp32) or relative L2 error (bf16, int8)
-    tolerance: float
-    top1_agreement: float  # fraction of samples with the same top-1 class
-    top1_flips: int  # samples whose top-1 changed although their reference margin was not a near-tie
-    samples: int
-
-    @property
-    def ok(self) -> bool:
-        return self.error <= self.tolerance and self.top1_flips == 0
 
 
 class OptimizedModel:
@@ -150,8 +126,8 @@ def optimize(
     """
     if precision not in (*PRECISIONS, "auto"):
         raise ResNetError(f"precision {precision!r} is not one of fp32, bf16, int8, auto")
-    if backend not in (*BACKENDS, "auto"):
-        raise ResNetError(f"backend {backend!r} is not one of torch, onnxruntime, openvino, auto")
+    if backend not in (*engines(), "auto"):
+        raise ResNetError(f"backend {backend!r} is not one of {', '.join(engines())}, auto")
     if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4 or not example_input.is_floating_point():
         shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
         raise ResNetError(f"example_input must be a float batch of images (N, C, H, W), got {shape}")
@@ -390,9 +366,7 @@ def _precisions(precision: str, dev: torch.device, *, have_calibration: bool) ->
 
 
 def _backends(backend: str) -> dict[str, ModuleType]:
-    from resnet.speed.backends import onnxruntime_backend, openvino_backend, torch_backend
-
-    modules = {m.NAME: m for m in (torch_backend, onnxruntime_backend, openvino_backend)}
+    modules = engines()
     if backend != "auto":
         why = modules[backend].missing()
         if why:
@@ -406,7 +380,7 @@ def _backends(backend: str) -> dict[str, ModuleType]:
         else:
             available[name] = module
     if set(available) == {"torch"}:
-        report.info("optimize: no ONNX Runtime or OpenVINO here, so backend 'auto' uses torch")
+        report.info("optimize: no other engine available here, so backend 'auto' uses torch")
     return available
 
 
@@ -438,107 +412,8 @@ def _first_samples(batches: list[torch.Tensor], limit: int) -> list[torch.Tensor
     return found
 
 
-def check_calibration(calibration: Iterable[Any], sample_shape: tuple[int | None, ...], *,
-                      limit: int = MAX_CALIBRATION_SAMPLES) -> list[torch.Tensor]:
-    """Validate calibration batches against the model's per-sample input shape ``(C, H, W)``.
-
-    Accepts an iterable of tensors (or numpy arrays, or ``(x, y)`` pairs as ``DataSplit.batches``
-    yields), or one 4-D tensor. Returns CPU float32 batches holding at most ``limit`` samples.
-    Raises ``ResNetError`` naming the first bad batch (wrong shape, dtype, NaN/inf) or an empty set.
-    """
-    if isinstance(calibration, (torch.Tensor, np.ndarray)) and calibration.ndim == 4:
-        calibration = [calibration]
-    try:
-        iterator = iter(calibration)
-    except TypeError:
-        raise ResNetError(f"calibration must be an iterable of input batches (N, C, H, W), got {type(calibration).__name__}") from None
-    expected = "(N, " + ", ".join("?" if d is None else str(d) for d in sample_shape) + ")"
-    batches: list[torch.Tensor] = []
-    total = 0
-    index = 0
-    while total < limit:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            break
-        except ResNetError:
-            raise
-        except Exception as exc:  # a broken loader or generator: say where it broke
-            raise ResNetError(f"reading calibration batch {index} failed: {type(exc).__name__}: {exc}") from None
-        if isinstance(item, (tuple, list)) and item:
-            item = item[0]  # (x, y) from a data loader
-        if isinstance(item, np.ndarray):
-            item = torch.from_numpy(item)
-        if not isinstance(item, torch.Tensor):
-            raise ResNetError(f"calibration batch {index} is a {type(item).__name__}, not a tensor of images {expected}")
-        if not item.is_floating_point():
-            raise ResNetError(f"calibration batch {index} has dtype {item.dtype}; give float images normalized "
-                              f"exactly like the model's input")
-        shape = tuple(item.shape)
-        if len(shape) != len(sample_shape) + 1 or any(e is not None and s != e for s, e in zip(shape[1:], sample_shape)):
-            raise ResNetError(f"calibration batch {index} has shape {shape}, but the model takes {expected}")
-        if shape[0] == 0:
-            raise ResNetError(f"calibration batch {index} is empty")
-        item = item.detach().to("cpu", torch.float32)[: limit - total].contiguous()
-        if not torch.isfinite(item).all():
-            raise ResNetError(f"calibration batch {index} holds NaN or infinite values (corrupt data?)")
-        batches.append(item)
-        total += item.shape[0]
-        index += 1
-    if not batches:
-        raise ResNetError("calibration is empty: give at least one batch of inputs")
-    if all(float(b.amin()) == float(b.amax()) == float(batches[0].flatten()[0]) for b in batches):
-        raise ResNetError("calibration batches are all one constant value; int8 ranges need real inputs")
-    return batches
-
-
-def compare(outputs: list[torch.Tensor], references: list[torch.Tensor], precision: str) -> Parity:
-    """Parity of candidate outputs against the fp32 eager references (see the module docstring)."""
-    out = torch.cat([o.reshape(o.shape[0], -1) for o in outputs]).float()
-    ref = torch.cat([r.reshape(r.shape[0], -1) for r in references]).float()
-    if out.shape != ref.shape or not torch.isfinite(out).all():
-        return Parity(float("inf"), float("inf"), 0.0, 0.0, out.shape[0], ref.shape[0])
-    diff = float((out - ref).abs().max()) if out.numel() else 0.0
-    scale = float(ref.abs().max()) if ref.numel() else 0.0
-    if precision == "fp32":
-        # fp32 rounding is relative: logits in the thousands (a deep net fresh from random init) differ
-        # in absolute terms by more than 1e-3 from the mere reordering of sums that folding causes.
-        error, tol = diff, FP32_MAX_ABS_DIFF * max(1.0, scale)
-        tie = torch.full((ref.shape[0],), tol)
-    else:
-        # Relative L2 error of the logits: robust to the few samples with outsized logits, which
-        # a max-based bound lets dominate (a trained resnet18 had |logits| up to 330, int8 errors
-        # of 30-80 on those, and unchanged test accuracy).
-        error = float((out - ref).norm() / ref.norm().clamp_min(1e-12))
-        tol = RELATIVE_TOLERANCE[precision]
-        tie = tol * ref.abs().amax(1)
-    same = out.argmax(1) == ref.argmax(1)
-    flips = 0
-    if ref.shape[1] > 1:
-        top2 = ref.topk(2, dim=1).values
-        flips = int((~same & (top2[:, 0] - top2[:, 1] > tie)).sum())
-    return Parity(diff, error, tol, float(same.float().mean()), flips, ref.shape[0])
-
-
 def time_runners(runners: list[Runner], x: torch.Tensor, *, rounds: int = 5, min_round_s: float = 0.1) -> list[float]:
-    """Images/s of each runner on ``x``: alternating rounds, the best round per runner.
-
-    The best, not the median: on a shared machine other processes only ever add time, so the
-    fastest round is the closest to what the engine itself does (as ``timeit`` reasons).
-    """
-    per_call: list[list[float]] = [[] for _ in runners]
+    """Images/s of each runner on ``x``: alternating rounds, the best round per runner (see ``speed.timing``)."""
     with torch.inference_mode():
-        for runner in runners:  # warm-up, excluded: thread pools and caches settle over a few calls
-            for _ in range(3):
-                runner(x)
-        for _ in range(rounds):
-            for i, runner in enumerate(runners):
-                calls, start = 0, time.perf_counter()
-                while True:
-                    runner(x)
-                    calls += 1
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= min_round_s:
-                        break
-                per_call[i].append(elapsed / calls)
-    return [x.shape[0] / min(t) for t in per_call]
+        seconds = time_rounds([lambda r=r: r(x) for r in runners], rounds=rounds, min_round_s=min_round_s)
+    return [x.shape[0] / min(per_call) for per_call in seconds]

@@ -99,11 +99,20 @@ def test_existing_run_folder_unwritable_out_and_resume_misuse(trained_run: Path,
     blocker = tmp_path / "file"
     blocker.write_text("")
     code, _, stderr = run_cli(["train", "--out", str(blocker / "run")], capsys)
-    assert code == 2 and "is a file" in stderr or "cannot write" in stderr
+    assert code == 2 and ("is a file" in stderr or "cannot write" in stderr), stderr
     code, _, stderr = run_cli(["train", "--resume", str(trained_run), "--lr", "0.5"], capsys)
     assert code == 2 and "--resume takes its settings from the run's config.json; drop --lr" in stderr
     code, _, stderr = run_cli(["train", "--resume", str(tmp_path / "missing")], capsys)
     assert code == 2 and "cannot resume" in stderr
+
+
+def test_run_files_get_the_umask_mode(trained_run: Path) -> None:
+    from resnet.io import current_umask
+
+    files = [p for p in trained_run.rglob("*") if p.is_file()]
+    assert {"best.safetensors", "last.safetensors", "last.state.pt", "config.json"} <= {p.name for p in files}
+    # Checkpoints too (the safetensors writer used to leave them 0600 while the rest were 0644).
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o666 & ~current_umask() for p in files}
 
 
 def test_checkpoint_of_another_architecture_is_refused(trained_run: Path, fmnist: Path, tmp_path: Path, capsys) -> None:

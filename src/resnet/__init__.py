@@ -7,6 +7,7 @@ The public surface: ``create_model``, ``list_models``, ``load_weights``, ``save_
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from resnet.errors import ResNetError
@@ -22,3 +23,13 @@ def optimize(*args: Any, **kwargs: Any) -> Any:
     from resnet.speed import optimize as _optimize
 
     return _optimize(*args, **kwargs)
+
+
+_SUBPACKAGES = ("data", "device", "export", "inspect", "io", "report", "speed", "train")
+
+
+def __getattr__(name: str) -> Any:
+    """``resnet.inspect.summary(...)`` etc. after a plain ``import resnet``: sub-packages load on first use."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"resnet.{name}")
+    raise AttributeError(f"module 'resnet' has no attribute {name!r}")

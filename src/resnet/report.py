@@ -71,6 +71,11 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
             t.add_row(*[str(v) for v in r])
         Console().print(t)
         return
+    result(format_table(title, columns, rows))
+
+
+def format_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as aligned plain text: the title, a header, a rule, numbers right-aligned."""
     cells = [[str(c) for c in columns]] + [[str(v) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = [title] if title else []
@@ -78,7 +83,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
         lines.append("  ".join(v.rjust(w) if n and _numeric(v) else v.ljust(w) for v, w in zip(row, widths)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
-    result("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _numeric(text: str) -> bool:

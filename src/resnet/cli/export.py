@@ -15,9 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "top-1 agrees with fp32 on fewer than 90% of real images).",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", metavar="FILE", help="a .safetensors checkpoint saved by resnet")
+    source.add_argument("--checkpoint", metavar="RUN_OR_FILE",
+                        help="a run folder (its best checkpoint) or a .safetensors checkpoint saved by resnet")
     source.add_argument("--model", metavar="NAME", help="a registered model with fresh (random) weights")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write (.onnx, .pt, .pt2)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="file to write (.onnx, .pt, .pt2); missing folders are created")
     p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default=None,
                    help="file format (default: from the file name: .onnx, .pt/.ts, .pt2)")
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
@@ -69,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from resnet import report
-    from resnet.models import create_model, model_from_checkpoint
+    from resnet.models import create_model
+    from resnet.train.inference import load_checkpoint
 
     if args.checkpoint:
-        model, meta = model_from_checkpoint(args.checkpoint, unsafe=args.unsafe_load)
-        return model.eval(), meta
+        loaded = load_checkpoint(args.checkpoint, device="cpu", unsafe=args.unsafe_load)  # a run folder or a file
+        return loaded.model.eval(), loaded.metadata
     options = {k: v for k, v in (("num_classes", args.num_classes), ("in_chans", args.in_chans)) if v is not None}
     report.info(f"exporting {args.model} with fresh random weights, seed 0 (use --checkpoint for trained ones)")
     import torch
@@ -120,10 +123,10 @@ def _export_int8(args: argparse.Namespace, model: Any, meta: dict[str, Any], exa
         held_out = load(spec, "val", data_dir=args.data_dir, image_size=image_size)
     checks = [x for x, _ in itertools.islice(held_out.batches(64), 4)]
 
+    from resnet.io import ensure_parent
     from resnet.speed import quantize_onnx_int8
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = ensure_parent(args.output)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".resnet-export-") as tmp:
         fp32 = export_onnx(model, example, Path(tmp) / "fp32.onnx", dynamic_batch=args.dynamic_batch, opset=args.opset)
         path = quantize_onnx_int8(fp32, output, calibration)

@@ -8,6 +8,7 @@ fix arrive as ``ResNetError`` and are printed as one line, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -29,9 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> int:
+    """The sub-command's usage line, then one error line naming each unknown flag with its closest match."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices.get(args.command) if getattr(args, "command", None) else None
+    target = command or parser
+    options = [flag for action in target._actions for flag in action.option_strings]
+    words = []
+    for extra in extras:
+        close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1, cutoff=0.6) if extra.startswith("-") else []
+        words.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    target.print_usage(sys.stderr)
+    print(f"resnet: error: unrecognized arguments: {' '.join(words)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        return _unrecognized(parser, args, extras)
     report.configure(quiet=args.quiet, verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -6,7 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="list the registered architectures and their parameter counts")
+    parser = sub.add_parser("models", help="list the registered architectures and their parameter counts",
+                            description="The registered architectures (every name `create_model` takes), with their "
+                            "parameter counts, default number of classes and a one-line description.")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*d' (default: all)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.set_defaults(func=run)

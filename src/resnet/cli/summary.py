@@ -13,8 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(Cout*Hout*Wout*Cin*k*k/groups) and linear layers (in*out), as the paper and torchvision do; "
         "BatchNorm, activations, pooling and residual additions are listed separately.",
     )
-    p.add_argument("name", nargs="?", help="model name (see `resnet models`)")
-    p.add_argument("--input", default=None, metavar="CxHxW", help="input size, e.g. 3x224x224 (default: 3x224x224, 3x32x32 for the CIFAR nets)")
+    p.add_argument("name", nargs="?", metavar="NAME_OR_CHECKPOINT",
+                   help="a registered model name (see `resnet models`), or a checkpoint file or run folder "
+                        "(the model it holds: its classes, channels and input size)")
+    p.add_argument("--input", default=None, metavar="CxHxW",
+                   help="input size, e.g. 3x224x224 (default: a checkpoint's training size, else 3x224x224, 3x32x32 for the CIFAR nets)")
     p.add_argument("--depth", type=int, default=2, help="levels of nesting to list (default 2: stages and blocks)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
     p.add_argument("--in-chans", type=int, default=None, help="input channels (default: 3)")
@@ -34,38 +37,23 @@ def run(args: argparse.Namespace) -> int:
             raise ResNetError("--table1 covers resnet18/34/50/101/152 itself; give no model name with it")
         return _table1(args)
     if not args.name:
-        raise ResNetError("give a model name (e.g. `resnet summary resnet50`) or --table1; `resnet models` lists the names")
+        raise ResNetError("give a model name (e.g. `resnet summary resnet50`), a checkpoint or run folder, or --table1; "
+                          "`resnet models` lists the names")
     if args.depth < 1:
         raise ResNetError(f"--depth must be 1 or more, got {args.depth}")
 
-    from resnet.inspect.summary import default_input_size, human, meta_model, parse_input_size, summary
+    from resnet.inspect.summary import inspection_model, parse_input_size, summary
 
-    options = {}
-    if args.num_classes is not None:
-        options["num_classes"] = args.num_classes
-    if args.in_chans is not None:
-        options["in_chans"] = args.in_chans
-    model = meta_model(args.name, **options)
-    size = parse_input_size(args.input) if args.input else default_input_size(args.name, getattr(model, "in_chans", 3))
-    s = summary(model, size)
+    model, natural_size, _ = inspection_model(args.name, num_classes=args.num_classes, in_chans=args.in_chans)
+    s = summary(model, parse_input_size(args.input) if args.input else natural_size)
     if args.json:
         report.result_json(s.to_dict(args.depth))
         return 0
     if args.csv:
         report.result(s.to_csv(args.depth))
         return 0
-    rows = [
-        ["  " * (layer.depth - 1) + layer.name, layer.type, "x".join(map(str, layer.output_shape[1:])) if layer.output_shape else "",
-         f"{layer.params:,}", f"{layer.trainable:,}", f"{layer.macs:,}"]
-        for layer in s.rows(args.depth)
-    ]
-    report.table(f"{s.model} at {'x'.join(map(str, s.input_size))}", ["layer", "type", "output", "params", "trainable", "MACs"], rows)
-    other = ", ".join(f"{k} {human(v)}" for k, v in s.other_ops.items())
-    report.result(
-        f"total params: {s.params:,} ({s.trainable_params:,} trainable)\n"
-        f"MACs (conv + linear): {s.macs:,} = {human(s.macs)}\n"
-        f"not in the headline, elements processed by: {other}"
-    )
+    report.table(*s.table(args.depth))
+    report.result(s.totals())
     return 0
 
 

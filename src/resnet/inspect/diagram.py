@@ -97,12 +97,39 @@ def _describe(module: nn.Module) -> str:
         stride = max(c.stride[0] for c in convs)
         if stride > 1:
             text += f" /{stride}"
-        shortcut = next((m for n, m in module.named_children() if n in _SHORTCUT_NAMES and not isinstance(m, nn.Identity)), None)
+        shortcut = _shortcut_module(module)
         if shortcut is not None:
             projected = any(isinstance(m, nn.Conv2d) for m in shortcut.modules())
             text += "\n+ projection shortcut" if projected else f"\n+ {type(shortcut).__name__}"
         return text
     return ""
+
+
+def _shortcut_module(block: nn.Module) -> nn.Module | None:
+    return next((m for n, m in block.named_children() if n in _SHORTCUT_NAMES and not isinstance(m, nn.Identity)), None)
+
+
+def _is_residual_block(module: nn.Module) -> bool:
+    """A block whose output adds a shortcut (a plain net's blocks have ``has_shortcut`` False)."""
+    return bool(_main_path_convs(module)) and bool(getattr(module, "has_shortcut", True))
+
+
+def _shortcut_label(block: nn.Module) -> str:
+    """What the shortcut edge of a block carries: identity, option A's zero-padding, or a projection."""
+    shortcut = _shortcut_module(block)
+    if shortcut is None:
+        return "identity"
+    convs = [m for m in shortcut.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:  # option A: strided subsampling, new channels zero
+        stride = getattr(shortcut, "stride", 1)
+        return "zero-pad" + (f", /{stride}" if stride > 1 else "")
+    conv = convs[0]
+    # ResNet-D subsamples with an average pool before a stride-1 projection.
+    pool = next((m for m in shortcut.modules() if isinstance(m, nn.AvgPool2d)), None)
+    pool_stride = 1 if pool is None else (pool.stride if isinstance(pool.stride, int) else pool.stride[0])
+    stride = conv.stride[0] * pool_stride
+    text = f"projection {conv.kernel_size[0]}x{conv.kernel_size[1]}, {conv.out_channels}"
+    return text + (f", /{stride}" if stride > 1 else "") + (" after avg-pool" if pool is not None else "")
 
 
 def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...] = (3, 224, 224), title: str | None = None) -> Any:  # graphviz.Digraph
@@ -120,10 +147,15 @@ def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...]
     # Identity placeholders (no max-pool in a CIFAR net, no final norm) are drawn as the edge they are.
     skip = {node for node in module.graph.nodes if node.op == "call_module" and isinstance(module.get_submodule(node.target), nn.Identity)}
 
-    def source(node: fx.Node) -> fx.Node:
+    # At block level a residual block is one box; its addition and shortcut are drawn beside it,
+    # so the graph shows what the block computes: main path (the box) + shortcut (a labelled edge).
+    added: dict[fx.Node, str] = {}  # block node -> its addition node, which is what the next layer reads
+    stages = set(stage_names(model))
+
+    def source(node: fx.Node) -> str:
         while node in skip:
             node = node.all_input_nodes[0]
-        return node
+        return added.get(node, node.name)
 
     for node in module.graph.nodes:
         if node in skip:
@@ -139,6 +171,14 @@ def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...]
             label = f"{node.target}\n{kind}{': ' + detail if detail else ''}\n{_shape(node)}"
             fill = _FILL.get(kind, _FILL["container"] if next(sub.children(), None) is not None else "white")
             dot.node(node.name, label, fillcolor=fill)
+            if level == "block" and node.target.rpartition(".")[0] in stages and _is_residual_block(sub) and node.all_input_nodes:
+                add = f"{node.name}_add"
+                dot.node(add, f"add\n{_shape(node)}", shape="ellipse", fillcolor=_FILL["add"])
+                dot.edge(node.name, add)
+                label = _shortcut_label(sub)
+                dot.edge(source(node.all_input_nodes[0]), add, label=label, style="dashed" if label == "identity" else "bold",
+                         color="#38761d", fontcolor="#38761d")
+                added[node] = add
         elif node.op in ("call_function", "call_method"):
             fn = getattr(node.target, "__name__", str(node.target)).strip("_")
             dot.node(node.name, f"{fn}\n{_shape(node)}", shape="ellipse" if fn in ("add", "iadd") else "box",
@@ -147,7 +187,7 @@ def build(model: nn.Module, *, level: str = "block", input_size: tuple[int, ...]
             continue
         for arg in node.all_input_nodes:
             if arg.op != "get_attr":
-                dot.edge(source(arg).name, node.name)
+                dot.edge(source(arg), node.name)
     return dot
 
 

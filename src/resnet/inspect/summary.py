@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +74,30 @@ class Summary:
                 for layer in self.rows(depth)
             ],
         }
+
+    def table(self, depth: int | None = 2) -> tuple[str, list[str], list[list[str]]]:
+        """(title, columns, rows) of the per-layer table, names indented by nesting, as `resnet summary` shows it."""
+        rows = [
+            ["  " * (layer.depth - 1) + layer.name, layer.type,
+             "x".join(map(str, layer.output_shape[1:])) if layer.output_shape else "",
+             f"{layer.params:,}", f"{layer.trainable:,}", f"{layer.macs:,}"]
+            for layer in self.rows(depth)
+        ]
+        title = f"{self.model} at {'x'.join(map(str, self.input_size))}"
+        return title, ["layer", "type", "output", "params", "trainable", "MACs"], rows
+
+    def totals(self) -> str:
+        """The lines under the table: parameters, the headline MACs, and the cheap work left out of it."""
+        other = ", ".join(f"{k} {human(v)}" for k, v in self.other_ops.items())
+        return (f"total params: {self.params:,} ({self.trainable_params:,} trainable)\n"
+                f"MACs (conv + linear): {self.macs:,} = {human(self.macs)}\n"
+                f"not in the headline, elements processed by: {other}")
+
+    def __str__(self) -> str:
+        """The table `resnet summary` prints (stages and blocks), so ``print(summary(model))`` reads like Keras'."""
+        from resnet.report import format_table
+
+        return format_table(*self.table()) + "\n" + self.totals()
 
     def to_csv(self, depth: int | None = None) -> str:
         buffer = io.StringIO()
@@ -261,6 +287,46 @@ def meta_model(name: str, **options: Any) -> nn.Module:
 
     with torch.device("meta"):
         return create_model(name, **options)
+
+
+def _looks_like_a_path(source: str) -> bool:
+    # Registered names are bare words (resnet50, resnext50_32x4d): a separator or a suffix means a file.
+    return Path(source).exists() or os.sep in source or "/" in source or Path(source).suffix != ""
+
+
+def inspection_model(
+    source: str, *, num_classes: int | None = None, in_chans: int | None = None
+) -> tuple[nn.Module, tuple[int, int, int], str]:
+    """The meta-device model ``source`` names, its natural input size (C, H, W), and a label for titles.
+
+    ``source`` is a registered name (``num_classes``/``in_chans`` apply), or a checkpoint file or run
+    folder: then the model is the one its header describes (classes, channels, options), its input
+    size the one it was trained at, as Keras' ``model.summary()`` describes the model one trained.
+    """
+    if not _looks_like_a_path(source):
+        options = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+        model = meta_model(source, **options)
+        return model, default_input_size(source, int(getattr(model, "in_chans", 3))), source
+    from resnet.models import read_metadata
+    from resnet.train.inference import resolve_checkpoint, run_config_of
+
+    given = [flag for flag, value in (("--num-classes", num_classes), ("--in-chans", in_chans)) if value is not None]
+    if given:
+        raise ResNetError(f"{' and '.join(given)}: only with a registered model name; the checkpoint {source} sets its own")
+    if not Path(source).exists():
+        raise ResNetError(f"{source}: no such checkpoint file or run folder, nor a registered model name (`resnet models` lists them)")
+    file = resolve_checkpoint(source)
+    meta = read_metadata(file)
+    model = meta_model(str(meta["arch"]), num_classes=meta.get("num_classes"), in_chans=meta.get("in_chans") or 3,
+                       **dict(meta.get("model_options") or {}))
+    channels = int(getattr(model, "in_chans", 3))
+    image_size = meta.get("image_size") or run_config_of(file).get("dataset", {}).get("image_size")
+    if image_size:
+        height, width = (image_size, image_size) if isinstance(image_size, int) else (image_size[0], image_size[-1])
+        size = (channels, int(height), int(width))
+    else:
+        size = default_input_size(str(meta["arch"]), channels)
+    return model, size, f"{meta['arch']} ({file})"
 
 
 def human(n: int | float, unit: str = "") -> str:

@@ -166,7 +166,7 @@ def bench_infer(
     torch.manual_seed(seed)
     ours_model = create_model(model_name).eval().to(dev)
     num_classes = int(ours_model.num_classes)
-    in_chans = int(getattr(ours_model, "model_options", {}).get("in_chans", 3) or 3)
+    in_chans = int(ours_model.in_chans)  # an attribute of every model (model_options never holds it)
     tv_model = _peer_model("torchvision", model_name, num_classes)
     tv_model = tv_model.to(dev) if tv_model is not None else None
     timm_model = _peer_model("timm", model_name, num_classes) if "timm" in against else None
@@ -244,7 +244,7 @@ def bench_train(
         return create_model(model_name).train().to(dev)
 
     probe = fresh()
-    num_classes, in_chans = int(probe.num_classes), int(getattr(probe, "model_options", {}).get("in_chans", 3) or 3)
+    num_classes, in_chans = int(probe.num_classes), int(probe.in_chans)
     tv = _peer_model("torchvision", model_name, num_classes) if "torchvision" in against else None
     generator = torch.Generator().manual_seed(seed)
     for batch in batches:

@@ -6,17 +6,25 @@ unpickled code (full unpickling only with an explicit ``unsafe=True``, i.e. ``--
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from resnet.data.images import IMAGE_EXTENSIONS, BadImage, decode_image, is_image_file
 from resnet.device import resolve_device
 from resnet.errors import ResNetError
+from resnet.io import atomic_write
 from resnet.train.fit import EvalResult, evaluate
 
 
@@ -201,6 +209,196 @@ def evaluate_checkpoint(
 class Prediction:
     image: str
     top: list[tuple[str, int, float]]  # (class name, class index, probability), most likely first
+    error: str | None = None  # why the file could not be read; then ``top`` is empty
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image, "predictions": [{"class": name, "index": index, "probability": prob}
+                                                     for name, index, prob in self.top], "error": self.error}
+
+
+def _walk_sorted(folder: Path) -> Iterator[Path]:
+    """Image files under ``folder``, recursively, in ``sorted(paths)`` order, found lazily folder by folder.
+
+    Hidden files and folders are left out, and symlinked folders are not followed (no cycles).
+    """
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((entry.name, entry.is_dir(follow_symlinks=False)) for entry in it if not entry.name.startswith("."))
+    except OSError as exc:
+        raise ResNetError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
+    for name, is_dir in entries:
+        if is_dir:
+            yield from _walk_sorted(folder / name)
+        elif is_image_file(folder / name):
+            yield folder / name
+
+
+def image_files(inputs: Sequence[str | Path]) -> Iterator[Path]:
+    """The files to predict: each file as given, each folder's images recursively (sorted by path)."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from _walk_sorted(path)
+        else:
+            yield path
+
+
+def _check_inputs(inputs: Sequence[str | Path]) -> int:
+    """How many files ``image_files(inputs)`` will give; a ResNetError for a missing path or an empty folder."""
+    if not inputs:
+        raise ResNetError("no image files given")
+    total = 0
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sum(1 for _ in _walk_sorted(path))
+            if not found:
+                raise ResNetError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            total += found
+        elif path.is_file():
+            total += 1
+        else:
+            raise ResNetError(f"image not found: {path}")
+    return total
+
+
+def _decode_one(path: Path, in_chans: int, size: tuple[int, int]) -> tuple[torch.Tensor | None, str | None]:
+    try:
+        array = decode_image(path, in_chans=in_chans, image_size=size)
+    except BadImage as exc:
+        return None, str(exc) or "unreadable"
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), None
+
+
+def decoded_batches(
+    files: Iterator[Path], *, in_chans: int, image_size: tuple[int, int], batch_size: int, workers: int, depth: int = 2
+) -> Iterator[tuple[list[Path], list[torch.Tensor | None], list[str | None]]]:
+    """Batches of (paths, uint8 C,H,W images or None, errors), decoded by ``workers`` threads ahead of use.
+
+    At most ``depth`` batches are being decoded while the caller works on the one yielded (Pillow
+    releases the GIL while decoding and resizing, so threads overlap with inference). Memory is
+    therefore ``(depth + 1) * batch_size`` images, whatever the number of files.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resnet-decode")
+    pending: deque[tuple[list[Path], list[Future[tuple[torch.Tensor | None, str | None]]]]] = deque()
+
+    def submit_batch() -> None:
+        paths = list(itertools.islice(files, batch_size))
+        if paths:
+            pending.append((paths, [pool.submit(_decode_one, p, in_chans, image_size) for p in paths]))
+
+    try:
+        for _ in range(depth):
+            submit_batch()
+        while pending:
+            paths, futures = pending.popleft()
+            submit_batch()  # keep ``depth`` batches decoding while this one is used
+            results = [f.result() for f in futures]
+            yield paths, [image for image, _ in results], [error for _, error in results]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class PredictionStream:
+    """Predictions of many image files, made as they are iterated: batched, decoded ahead in threads.
+
+    ``total`` is the number of files, ``k`` the number of classes in each prediction. Iterating yields
+    one ``Prediction`` per file, in order; unreadable files give a ``Prediction`` with ``error`` set and
+    are summed up in one warning at the end.
+    """
+
+    loaded: Loaded
+    inputs: Sequence[str | Path]
+    total: int
+    k: int
+    class_names: list[str]
+    batch_size: int
+    workers: int
+    fast: bool
+    precision: str
+
+    failures: int = field(default=0, init=False)  # unreadable files seen by the last iteration
+
+    def __iter__(self) -> Iterator[Prediction]:
+        from resnet import report
+        from resnet.data.augment import Normalizer
+
+        meta = self.loaded.metadata
+        in_chans = int(meta.get("in_chans") or len(meta["mean"]))
+        image_size = meta["image_size"]
+        size = (int(image_size), int(image_size)) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[-1]))
+        normalize = Normalizer(meta["mean"], meta["std"], "cpu")  # exactly as in training
+        model: Callable[[torch.Tensor], torch.Tensor] | None = None if self.fast else self.loaded.model
+        self.failures, first_failure = 0, None
+        batches = decoded_batches(image_files(self.inputs), in_chans=in_chans, image_size=size,
+                                  batch_size=self.batch_size, workers=self.workers)
+        with report.progress(self.total, "predicting") as bar, torch.no_grad():
+            for paths, images, errors in batches:
+                good = [image for image in images if image is not None]
+                tops: Iterator[list[tuple[str, int, float]]] = iter(())
+                if good:
+                    x = normalize(torch.stack(good))
+                    if model is None:  # --fast: the engine is chosen on the first real batch
+                        model = fast_callable(self.loaded.model, x, precision=self.precision,
+                                              calibration=lambda: calibration_batches(self.loaded), job_images=self.total)
+                    tops = iter(self._top(model(x.to(self.loaded.device))))
+                for path, image, error in zip(paths, images, errors):
+                    if image is None:
+                        self.failures += 1
+                        first_failure = first_failure or (path, error)
+                        yield Prediction(str(path), [], error)
+                    else:
+                        yield Prediction(str(path), next(tops))
+                bar.advance(len(paths))
+        if first_failure is not None:
+            report.warn(f"{self.failures} of {self.total} files could not be read and were skipped "
+                        f"(first: {first_failure[0]}: {first_failure[1]})")
+
+    def _top(self, logits: torch.Tensor) -> list[list[tuple[str, int, float]]]:
+        values, indices = torch.softmax(logits.float(), dim=1).cpu().topk(self.k, dim=1)
+        names = self.class_names
+        return [[(names[i] if i < len(names) else str(i), i, float(v)) for v, i in zip(vs.tolist(), ix.tolist())]
+                for vs, ix in zip(values, indices)]
+
+
+def predict_stream(
+    path: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    top_k: int = 5,
+    device: str | torch.device | None = None,
+    fast: bool = False,
+    precision: str = "auto",
+    unsafe: bool = False,
+    batch_size: int = 64,
+    workers: int | None = None,
+) -> PredictionStream:
+    """Top-k classes of image files and folders (recursively), preprocessed exactly as in training.
+
+    Checks everything it can before any work (the checkpoint, every path, ``batch_size``), then
+    returns a stream that predicts as it is iterated, in bounded memory. ``workers`` decoding threads
+    (default: up to 4, one per core) run ahead of inference.
+    """
+    if batch_size < 1:
+        raise ResNetError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise ResNetError(f"--workers must be at least 1, got {workers}")
+    total = _check_inputs(inputs)
+    loaded = load_checkpoint(path, device=device if not fast else "cpu", unsafe=unsafe)
+    meta = loaded.metadata
+    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
+    if missing:
+        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
+                          "as in training; use a checkpoint written by `resnet train`")
+    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
+    if len(meta["mean"]) != in_chans or len(meta["std"]) != in_chans:
+        raise ResNetError(f"{loaded.path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values but the model "
+                          f"takes {in_chans} channels")
+    num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
+    names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
+    return PredictionStream(loaded, list(inputs), total, max(1, min(top_k, num_classes)), names, batch_size,
+                            workers or min(4, os.cpu_count() or 1), fast, precision)
 
 
 def predict_files(
@@ -214,33 +412,44 @@ def predict_files(
     unsafe: bool = False,
     batch_size: int = 64,
 ) -> list[Prediction]:
-    """Top-k classes with probabilities for each image file, preprocessed exactly as in training."""
-    from resnet.data import preprocess_images
+    """``predict_stream`` gathered into a list (for a few files; stream many with ``predict_stream``)."""
+    return list(predict_stream(path, images, top_k=top_k, device=device, fast=fast, precision=precision,
+                               unsafe=unsafe, batch_size=batch_size))
 
-    loaded = load_checkpoint(path, device=device if not fast else "cpu", unsafe=unsafe)
-    meta = loaded.metadata
-    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
-    if missing:
-        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
-                          "as in training; use a checkpoint written by `resnet train`")
-    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
-    x = preprocess_images([str(p) for p in images], in_chans=in_chans, image_size=meta["image_size"],
-                          mean=meta["mean"], std=meta["std"])
-    num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
-    names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
-    model: Callable[[torch.Tensor], torch.Tensor] = loaded.model
-    if fast:
-        model = fast_callable(loaded.model, x, precision=precision, calibration=lambda: calibration_batches(loaded),
-                              job_images=len(images))
-    probs = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start : start + batch_size].to(loaded.device))
-            probs.append(torch.softmax(logits.float(), dim=1).cpu())
-    prob = torch.cat(probs)
-    k = max(1, min(top_k, prob.shape[1]))
-    values, indices = prob.topk(k, dim=1)
-    return [
-        Prediction(str(image), [(names[i] if i < len(names) else str(i), i, float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
-        for image, vs, ix in zip(images, values, indices)
-    ]
+
+PREDICTION_FORMATS = (".csv", ".jsonl")
+
+
+def prediction_format(path: str | Path) -> str:
+    """``csv`` or ``jsonl`` from the file name; a ResNetError for any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PREDICTION_FORMATS:
+        raise ResNetError(f"--output {path}: the file must end in {' or '.join(PREDICTION_FORMATS)}")
+    return suffix[1:]
+
+
+def write_predictions(stream: PredictionStream, path: str | Path) -> tuple[Path, int, int]:
+    """Write one row per file as the stream runs (CSV or JSON lines, from the suffix), atomically.
+
+    CSV columns: image, then class/index/probability for each of the top k, then error (empty when
+    the file was read). JSON lines: the objects of ``predict --json``. Returns (path, rows, errors).
+    """
+    fmt = prediction_format(path)
+    counts = [0, 0]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n") if fmt == "csv" else None
+            if writer is not None:
+                ranks = range(1, stream.k + 1)
+                writer.writerow(["image", *(f"{c}_{r}" for r in ranks for c in ("class", "index", "probability")), "error"])
+            for p in stream:
+                counts[0] += 1
+                counts[1] += p.error is not None
+                if writer is None:
+                    fh.write(json.dumps(p.to_dict()) + "\n")
+                    continue
+                cells = [v for name, index, prob in p.top for v in (name, index, f"{prob:.6g}")]
+                writer.writerow([p.image, *cells, *[""] * (3 * stream.k - len(cells)), p.error or ""])
+
+    return atomic_write(path, write), counts[0], counts[1]

@@ -24,6 +24,20 @@ def _pyplot() -> Any:
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
     """Top-1 error (%) against epoch: thin line for training, bold for test (dashed: validation), as in He et al. Fig. 4."""
+    return _save(curves_figure(history, title=title), path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        _pyplot().close(fig)
+
+
+def curves_figure(history: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+    """The figure ``plot_curves`` saves (a matplotlib Figure; the caller closes it)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
@@ -33,15 +47,13 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path, *, title: s
         if points:
             ax.plot(*zip(*points), style, lw=2.5, color="tab:orange" if key == "test_top1" else "tab:green", label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no ticks at 1.25
     ax.set_ylabel("error (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    return fig
 
 
 def write_confusion_csv(confusion: torch.Tensor, class_names: Sequence[str], path: str | Path) -> Path:
@@ -56,6 +68,11 @@ def write_confusion_csv(confusion: torch.Tensor, class_names: Sequence[str], pat
 
 def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: str | Path, *, title: str = "") -> Path:
     """Row-normalized confusion matrix (each true class sums to 1), with counts written in the cells when few."""
+    return _save(confusion_figure(confusion, class_names, title=title), path)
+
+
+def confusion_figure(confusion: torch.Tensor, class_names: Sequence[str], *, title: str = "") -> Any:
+    """The figure ``plot_confusion`` saves (a matplotlib Figure; the caller closes it)."""
     plt = _pyplot()
     counts = confusion.double()
     norm = counts / counts.sum(1, keepdim=True).clamp_min(1)
@@ -64,18 +81,26 @@ def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: st
     fig, ax = plt.subplots(figsize=(size, size), dpi=120)
     ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
     if n <= 30:
-        ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(n), class_names, fontsize=8)
-        for i in range(n):
-            for j in range(n):
-                if counts[i, j]:
-                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=9)
+        ax.set_yticks(range(n), class_names, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    if n <= 30:
+        fontsize = _count_fontsize(fig, ax, n, digits=len(str(int(counts.max().item()))))
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=fontsize,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    return fig
+
+
+def _count_fontsize(fig: Any, ax: Any, n: int, *, digits: int) -> float:
+    """The largest font (points) whose widest count still fits in a cell, so the counts stay legible."""
+    box = ax.get_position()  # the axes after layout, in figure fractions
+    width, height = fig.get_size_inches()
+    cell = 72 * min(box.width * width, box.height * height) / n  # points per cell
+    # A digit is about 0.6 em wide: leave a margin either side, keep the line well inside the cell; 12 pt is plenty.
+    return float(max(4.0, min(0.8 * cell / (0.6 * max(digits, 1)), 0.4 * cell, 12.0)))

@@ -244,11 +244,12 @@ def test_fast_eval_calibrates_on_training_images_not_the_evaluated_ones(trained_
 
     seen: dict[str, object] = {}
 
-    def fake_optimize(model, example, *, precision, calibration):
+    def fake_optimize(model, example, *, precision, calibration, **options):
         seen["calibration"], seen["precision"] = list(calibration), precision
         return model  # the fp32 model stands in: what is checked here is what optimize is given
 
     monkeypatch.setattr(resnet, "optimize", fake_optimize)
+    monkeypatch.setattr("resnet.train.inference.PLAIN_JOB_S", 0.0)  # the tiny test split would otherwise stay plain
     code, out, _ = run_cli(["eval", "--checkpoint", str(trained_run), "--fast", "--precision", "int8", "--json"], capsys)
     assert code == 0 and json.loads(out)["top1"] >= 0
     batches = seen["calibration"]

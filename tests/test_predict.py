@@ -130,8 +130,9 @@ def test_streaming_keeps_memory_bounded(run_folder: Path, tmp_path: Path, monkey
 def test_fast_predict_builds_its_engine_once_on_the_first_batch(run_folder: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[int, ...]] = []
 
-    def fake_fast_callable(model, example, *, precision, calibration):
+    def fake_fast_callable(model, example, *, precision, calibration, job_images=None):
         seen.append(tuple(example.shape))
+        assert job_images == 5  # the engine is sized to the whole job, not to the first batch
         return lambda x: model(x) * 2  # a different engine: its logits, not the eager model's, must be used
 
     monkeypatch.setattr(inference, "fast_callable", fake_fast_callable)

@@ -191,8 +191,7 @@ def test_auto_precision_follows_the_hardware(model: nn.Module, calibration: list
 
 
 def test_parity_failure_is_reported(model: nn.Module, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    optimize_module = importlib.import_module("resnet.speed.optimize")  # the module, not the function
-    monkeypatch.setattr(optimize_module, "FP32_MAX_ABS_DIFF", -1.0)  # nothing can pass
+    monkeypatch.setattr("resnet.export.parity.FP32_MAX_ABS_DIFF", -1.0)  # nothing can pass
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(ResNetError, match="no candidate passed the parity check"):
         optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="torch", compile=False)
@@ -267,7 +266,7 @@ def test_quantize_onnx_int8_writes_a_runnable_int8_file(model: nn.Module, calibr
     with pytest.raises(ResNetError, match="no such ONNX file"):
         quantize_onnx_int8(tmp_path / "missing.onnx", tmp_path / "x.onnx", calibration)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ResNetError, match="not a readable ONNX model"):
+    with pytest.raises(ResNetError, match="junk.onnx is not a loadable ONNX model"):
         quantize_onnx_int8(tmp_path / "junk.onnx", tmp_path / "x.onnx", calibration)
 
 
@@ -321,3 +320,124 @@ def test_wrong_example_input_is_a_clear_error(model: nn.Module) -> None:
         optimize(model, torch.randn(3, 16, 16), precision="fp32", backend="torch")
     with pytest.raises(ResNetError, match="precision 'fp16' is not one of"):
         optimize(model, torch.randn(2, 3, 16, 16), precision="fp16")
+
+
+# --- a search that pays for itself: build budget, remembered choices, plain model for tiny jobs ------
+
+
+def _info_log(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="resnet")
+    monkeypatch.setattr(logging.getLogger("resnet"), "propagate", True)
+
+
+def test_small_job_builds_only_what_can_pay_for_itself(model: nn.Module, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    _info_log(monkeypatch, caplog)
+    calls: list[bool] = []
+    torch_backend = importlib.import_module("resnet.speed.backends.torch_backend")
+    real_runner = torch_backend._runner
+    monkeypatch.setattr(torch_backend, "_runner", lambda m, d, *, compiled: calls.append(compiled) or real_runner(m, d, compiled=False))
+    fast = optimize(model, torch.randn(4, 3, 16, 16), precision="fp32", backend="torch", job_images=40)
+    assert calls == [False], "torch.compile (a minute to build) must not be built for a 40-image job"
+    assert (fast.backend, fast.variant) == ("torch", "eager")
+    assert "cannot pay for themselves" in caplog.text and "compile" in caplog.text
+
+
+def test_choice_is_remembered_per_machine_weights_and_shape(model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    _info_log(monkeypatch, caplog)
+    cache = tmp_path / "choices.json"
+    x = torch.randn(4, 3, 16, 16)
+    first = optimize(model, x, precision="fp32", compile=False, cache=cache)
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 1 and next(iter(entries.values()))["backend"] == first.backend
+    assert len(first.timings) > 1 and "reused" not in caplog.text
+    caplog.clear()
+    second = optimize(model, x, precision="fp32", compile=False, cache=cache)
+    assert (second.backend, second.precision, second.variant) == (first.backend, first.precision, first.variant)
+    assert len(second.timings) == 1 and "reused this machine's choice" in caplog.text
+    assert float((second(x) - _reference(model, x)).abs().max()) <= FP32_MAX_ABS_DIFF  # still parity-checked
+    caplog.clear()
+    optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", compile=False, cache=cache)  # another shape
+    other = _trained_like(seed=1)  # other weights
+    optimize(other, x, precision="fp32", compile=False, cache=cache)
+    assert "reused" not in caplog.text and len(json.loads(cache.read_text())) == 3
+
+
+def test_fast_keeps_the_plain_model_for_a_tiny_job(model: nn.Module, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from resnet.train.inference import fast_callable
+
+    _info_log(monkeypatch, caplog)
+    monkeypatch.setattr("resnet.optimize", lambda *a, **k: pytest.fail("one image must not start an engine search"))
+    called: list[int] = []
+    chosen = fast_callable(model, torch.randn(1, 3, 16, 16), calibration=lambda: called.append(1) or [], job_images=1)
+    assert chosen is model and not called, "calibration data must not even be loaded for one image"
+    assert "plain model runs" in caplog.text
+
+
+# --- one speed core: engines found by file, one timing loop, one parity measure ----------------
+
+
+def test_an_engine_is_one_file(model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet.speed import backends
+
+    (tmp_path / "doubling_backend.py").write_text(
+        "from resnet.speed.backends import Candidate\n"
+        "NAME = 'doubling'\n"
+        "def missing(): return None\n"
+        "def supports(precision, device): return None if precision == 'fp32' else 'fp32 only'\n"
+        "def candidates(job):\n"
+        "    return [Candidate(NAME, 'fp32', 'plain', lambda: (lambda x: job.model(x)))]\n"
+    )
+    monkeypatch.setattr(backends, "__path__", [*backends.__path__, str(tmp_path)])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backends.engines.cache_clear()
+    try:
+        assert list(backends.engines())[0] == "torch" and "doubling" in backends.engines()
+        fast = optimize(model, torch.randn(2, 3, 16, 16), precision="fp32", backend="doubling")
+        assert (fast.backend, fast.variant) == ("doubling", "plain")
+    finally:
+        backends.engines.cache_clear()
+
+
+def test_engines_and_quantization_do_not_import_the_optimizer() -> None:
+    """The engines are below the optimizer and the bench: none of them imports either (no import cycle)."""
+    import ast
+
+    import resnet
+
+    src = Path(resnet.__file__).parent
+    files = [*sorted((src / "speed" / "backends").glob("*.py")), src / "export" / "quantize.py", src / "export" / "parity.py"]
+    for path in files:
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"resnet.speed.optimize", "resnet.speed.bench", "resnet.speed"}, path.name
+
+
+def test_time_rounds_alternates_and_skips_warmup() -> None:
+    from resnet.speed.timing import time_rounds
+
+    order: list[str] = []
+    seconds = time_rounds([lambda: order.append("a"), lambda: order.append("b")], rounds=2, min_round_s=0.0, warmup=1)
+    assert order == ["a", "b", "a", "b", "a", "b"]  # one warm-up each, then rounds alternate
+    assert len(seconds) == 2 and all(len(s) == 2 and min(s) >= 0 for s in seconds)
+
+
+def test_one_parity_measure_with_tolerances_per_precision() -> None:
+    from resnet.export.parity import FP32_TOLERANCE, compare
+
+    ref = torch.tensor([[10.0, 0.0, -5.0], [0.0, 3.0, 2.9]])
+    assert compare([ref + 5e-5], [ref], "fp32", same_graph=True).ok
+    assert not compare([ref + 2 * FP32_TOLERANCE], [ref], "fp32", same_graph=True).ok
+    assert compare([ref + 5e-3], [ref], "fp32").ok  # a rewritten graph: 1e-3 x the logit scale (10)
+    assert not compare([ref + 2e-2], [ref], "fp32").ok
+    near_tie = ref.clone()
+    near_tie[1, 2] = 3.05  # the second sample's top-1 flips, but its margin (0.1) is a near-tie at 10% of 3
+    assert compare([near_tie], [ref], "int8").ok
+    flipped = ref.clone()
+    flipped[0, 2] = 11.0  # a clear top-1 change
+    result = compare([flipped], [ref], "int8")
+    assert not result.ok and result.top1_flips == 1 and "int8" in result.criterion
+    assert "shape" in compare([ref[:, :2]], [ref], "fp32").criterion

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from resnet.export.formats import FORMATS, export_file, export_program, export_torchscript, format_for, load_exported
 from resnet.export.onnx import export_onnx, onnx_session, run_onnx
-from resnet.export.parity import FP32_TOLERANCE, INT8_MIN_TOP1_AGREEMENT, ParityResult, check_parity
+from resnet.export.parity import FP32_MAX_ABS_DIFF, FP32_TOLERANCE, RELATIVE_TOLERANCE, Parity, check_parity, compare
 
 __all__ = [
     "FORMATS",
+    "FP32_MAX_ABS_DIFF",
     "FP32_TOLERANCE",
-    "INT8_MIN_TOP1_AGREEMENT",
-    "ParityResult",
+    "RELATIVE_TOLERANCE",
+    "Parity",
     "check_parity",
+    "compare",
     "export_file",
     "export_onnx",
     "export_program",

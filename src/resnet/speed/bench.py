@@ -17,11 +17,8 @@ Peers (``against``), each at the requested precisions it supports:
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
-import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +30,10 @@ from torch import nn
 from resnet import device as hw
 from resnet import report
 from resnet.errors import ResNetError
-from resnet.speed.backends import Job, Runner, engine_threads, quiet_stdout
+from resnet.speed.backends import Runner, engine_threads
+from resnet.speed.timing import time_rounds
 
-PEERS = ("torchvision", "compile", "timm", "onnxruntime", "openvino")
+PEERS = ("torchvision", "compile", "timm", "onnxruntime", "openvino")  # the last ones: engines with a ``peer`` runner
 MODES = ("infer", "train")
 
 
@@ -70,30 +68,11 @@ def header(dev: torch.device, clock: str = "wall") -> dict[str, Any]:
             "load_average": list(os.getloadavg()), "versions": versions}
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 def measure(entries: list[Entry], *, rounds: int, batch: int, min_round_s: float, clock: str = "wall") -> None:
-    """Fill ``entry.speeds`` (images/s per round) running the entries in alternating rounds.
-
-    ``clock="cpu"`` counts this process's CPU time instead of wall time: with one thread that is the
-    work itself, unaffected by other processes on a shared machine (with more threads it would also
-    count threads spinning while they wait, so use it with ``threads=1``).
-    """
-    now = CLOCKS[clock]
-    for entry in entries:  # warm-up, excluded
-        entry.run()
-        entry.run()
-    for _ in range(rounds):
-        for entry in entries:
-            calls, start = 0, now()
-            while True:
-                entry.run()
-                calls += 1
-                elapsed = now() - start
-                if elapsed >= min_round_s:
-                    break
-            entry.speeds.append(batch * calls / elapsed)
+    """Fill ``entry.speeds`` (images/s per round) running the entries in alternating rounds (``speed.timing``)."""
+    seconds = time_rounds([e.run for e in entries], rounds=rounds, min_round_s=min_round_s, warmup=2, clock=clock)
+    for entry, per_call in zip(entries, seconds):
+        entry.speeds += [batch / s for s in per_call]
 
 
 def _rows(entries: list[Entry], batch: int, baseline: Entry) -> list[dict[str, Any]]:
@@ -157,34 +136,11 @@ def _bind(runner: Runner, x: torch.Tensor) -> Callable[[], Any]:
     return lambda: runner(x)
 
 
-def _engine_runner(engine: str, model: nn.Module, x: torch.Tensor, precision: str,
-                   calibration: list[torch.Tensor], cache: dict[Any, Any]) -> Runner | None:
-    """A peer engine run on the unmodified model, as its documentation suggests."""
-    from resnet.speed.backends import onnxruntime_backend, openvino_backend
+def _peer_engines(against: Sequence[str]) -> dict[str, Any]:
+    """The engine modules that offer a ``peer`` runner and were asked for."""
+    from resnet.speed.backends import engines
 
-    module = onnxruntime_backend if engine == "onnxruntime" else openvino_backend
-    if module.missing() or module.supports(precision, x.device):
-        return None
-    if engine == "onnxruntime":
-        if "job" not in cache:  # one export for every precision and batch size
-            cache["job"] = Job(model, x, "fp32", calibration)
-            # Its files go with the bench's engine cache, whether the bench ends or fails.
-            weakref.finalize(cache["job"], shutil.rmtree, cache["job"].workdir, True)
-        job = cache["job"]
-        if precision == "int8":
-            path = onnxruntime_backend.quantize_onnx_int8(job.onnx_file(), job.workdir / "peer.int8.onnx", calibration)
-            return onnxruntime_backend.session_runner(path)
-        return onnxruntime_backend.session_runner(job.onnx_file())
-    import openvino as ov
-
-    if "ov_model" not in cache:
-        with quiet_stdout(), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its tracer's deprecation notes are not the user's concern
-            cache["ov_model"] = ov.convert_model(model, example_input=x)
-    ov_model = cache["ov_model"]
-    if precision == "int8":
-        ov_model = openvino_backend.quantize_int8(ov_model, calibration)
-    return openvino_backend.compiled_runner(ov_model, precision)
+    return {name: m for name, m in engines().items() if hasattr(m, "peer") and name in against}
 
 
 def bench_infer(
@@ -218,7 +174,8 @@ def bench_infer(
     generator = torch.Generator().manual_seed(seed)
     # Synthetic calibration: the weights are random too; what is measured here is speed, not accuracy.
     calibration = [torch.randn(8, in_chans, input_size, input_size, generator=generator) for _ in range(4)]
-    engine_cache: dict[str, dict[Any, Any]] = {"onnxruntime": {}, "openvino": {}}
+    peer_engines = _peer_engines(against)
+    engine_cache: dict[str, dict[Any, Any]] = {name: {} for name in peer_engines}
     result: dict[str, Any] = {"mode": "infer", "model": model_name, "input": input_size, "header": header(dev, clock), "rows": []}
 
     for batch in batches:
@@ -240,13 +197,13 @@ def bench_infer(
             if "compile" in against and p in ("fp32", "bf16") and compile:
                 run, setup = _timed(lambda: _compiled(peer_base, x, p))
                 entries.append(Entry("torch.compile", p, run, setup, "channels_last"))
-            for engine in ("onnxruntime", "openvino"):
-                if engine not in against:
-                    continue
+            for engine, module in peer_engines.items():
                 cache = engine_cache[engine]
+                if module.missing() or module.supports(p, x.device):
+                    continue
                 if p not in cache:  # dynamic batch: built once, used at every batch size
                     try:
-                        cache[p] = _timed(lambda: _engine_runner(engine, peer_base, x, p, calibration, cache))
+                        cache[p] = _timed(lambda: module.peer(peer_base, x, p, calibration, cache))
                     except Exception as exc:  # a peer failing is a finding, not a crash
                         report.warn(f"{engine} {p} failed: {type(exc).__name__}: {exc}")
                         cache[p] = (None, 0.0)

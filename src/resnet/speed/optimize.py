@@ -8,63 +8,60 @@ keep the fastest. Nothing is assumed about the hardware: which precisions are tr
 measured, because it differs between CPUs (on a Zen 3 EPYC torch.compile won fp32, on a Zen 5
 the ONNX engines did).
 
-Parity, checked on the example batch and the calibration batches before anything is returned:
-
-* fp32: max abs difference of the outputs (logits) <= ``FP32_MAX_ABS_DIFF`` (1e-3); for logits
-  beyond +-1 that bound scales with the largest |logit| (fp32 rounding is relative).
-* bf16, int8: relative L2 error of the logits ``||out - ref|| / ||ref||`` <= ``RELATIVE_TOLERANCE``
-  (bf16 5 %, int8 10 %, i.e. a signal-to-quantization-noise ratio of at least 26 / 20 dB), and the
-  same top-1 class on every sample except near-ties: samples whose reference top-1/top-2 margin is
-  below that fraction of the sample's largest |logit|.
+Parity is checked on the example batch and the calibration batches before anything is returned,
+with the tolerances of ``resnet.export.parity`` for a rewritten graph: fp32 max abs difference
+<= 1e-3 (relative to the logits' scale beyond +-1), bf16/int8 relative L2 error <= 5 % / 10 %, and
+no top-1 change outside near-ties.
 
 The parity batches are the example batch plus the first ``PARITY_SAMPLES`` calibration samples.
+
+The search pays for itself: with ``job_images`` (how many images the caller will score) the
+candidates are built cheapest first and only while their build time fits a budget of
+``BUILD_BUDGET`` times what the plain eager model would spend on the whole job; ``torch.compile``
+(about a minute to build) is tried only when that budget exceeds ``COMPILE_BUILD_S``. With
+``cache``, the winner is remembered in a small JSON file keyed by the CPU line, library versions,
+a hash of the weights, the input shape and the request, and a later call builds only that one
+candidate (its parity is still checked) and says so in one line.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 import shutil
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from resnet import device as hw
 from resnet import report
 from resnet.errors import ResNetError
-from resnet.speed.backends import Candidate, Job, Runner
+from resnet.export.parity import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, Parity, compare
+from resnet.io import atomic_write_text
+from resnet.speed.backends import Candidate, Job, Runner, engines
+from resnet.speed.backends.calibration import check_calibration
+from resnet.speed.timing import time_rounds
 
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnxruntime", "openvino")
-FP32_MAX_ABS_DIFF = 1e-3
-RELATIVE_TOLERANCE = {"bf16": 0.05, "int8": 0.10}
 CLOSE_CALL = 0.85  # candidates within 15% of the fastest are timed again, longer
-# Enough samples to set int8 ranges well (NNCF's default subset is 300); more only costs time.
-MAX_CALIBRATION_SAMPLES = 512
 # Calibration samples the parity check runs every candidate on (besides the example batch).
 PARITY_SAMPLES = 128
-
-
-@dataclass(frozen=True)
-class Parity:
-    """How a candidate's outputs compare with the fp32 eager model's on the parity batches."""
-
-    max_abs_diff: float
-    error: float  # what the tolerance bounds: max abs diff (fp32) or relative L2 error (bf16, int8)
-    tolerance: float
-    top1_agreement: float  # fraction of samples with the same top-1 class
-    top1_flips: int  # samples whose top-1 changed although their reference margin was not a near-tie
-    samples: int
-
-    @property
-    def ok(self) -> bool:
-        return self.error <= self.tolerance and self.top1_flips == 0
+# Build time allowed for the search, as a fraction of the plain model's time for the whole job: the
+# search may cost at most this much more than not searching, and a faster engine usually saves more.
+BUILD_BUDGET = 0.5
+COMPILE_BUILD_S = 60.0  # torch.compile with freezing takes about a minute on a resnet50 (2 cores)
+# Cheapest first, so a budget that runs out cuts the expensive candidates (int8 needs calibration
+# and a quantization pass; compile needs inductor).
+_BUILD_ORDER = {("torch", "eager"): 0, ("onnxruntime", "fp32"): 1, ("openvino", "fp32"): 2, ("openvino", "bf16"): 2,
+                ("onnxruntime", "int8"): 3, ("openvino", "int8"): 4, ("torch", "compile"): 9}
 
 
 class OptimizedModel:
@@ -114,6 +111,8 @@ def optimize(
     backend: str = "auto",
     calibration: Iterable[Any] | None = None,
     compile: bool = True,
+    job_images: int | None = None,
+    cache: bool | str | os.PathLike[str] = False,
 ) -> OptimizedModel:
     """The fastest inference callable for ``model`` on this machine that passes the parity checks.
 
@@ -127,8 +126,8 @@ def optimize(
     """
     if precision not in (*PRECISIONS, "auto"):
         raise ResNetError(f"precision {precision!r} is not one of fp32, bf16, int8, auto")
-    if backend not in (*BACKENDS, "auto"):
-        raise ResNetError(f"backend {backend!r} is not one of torch, onnxruntime, openvino, auto")
+    if backend not in (*engines(), "auto"):
+        raise ResNetError(f"backend {backend!r} is not one of {', '.join(engines())}, auto")
     if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4 or not example_input.is_floating_point():
         shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input).__name__
         raise ResNetError(f"example_input must be a float batch of images (N, C, H, W), got {shape}")
@@ -147,7 +146,13 @@ def optimize(
     parity_inputs = [example_input] + [b.to(dev) for b in _first_samples(batches, PARITY_SAMPLES)]
     try:
         with torch.inference_mode():
-            references = [reference_model(x).float().cpu() for x in parity_inputs]
+            references, per_image = [], []
+            for x in parity_inputs:
+                start = time.perf_counter()
+                references.append(reference_model(x).float().cpu())
+                per_image.append((time.perf_counter() - start) / x.shape[0])
+            # The fastest call: the first one also pays for one-time set-up (thread pools, kernels).
+            eager_s_per_image = min(per_image)
     except RuntimeError as exc:  # e.g. 1-channel images into a 3-channel stem
         raise ResNetError(f"the model cannot run an input of shape {tuple(example_input.shape)}: "
                           f"{str(exc).splitlines()[0]}") from None
@@ -155,10 +160,17 @@ def optimize(
     del reference_model
 
     modules = _backends(backend)
+    budget_s = BUILD_BUDGET * eager_s_per_image * job_images if job_images is not None else None
+    cache_file = (choice_cache_path() if cache is True else Path(cache)) if cache else None
+    key = choice_key(model, example_input, precisions=precisions, backend=backend, compile=compile) if cache_file else None
+    remembered = _read_cache(cache_file).get(key) if cache_file and key else None
     base = Job(folded, example_input, precisions[0], batches)
     try:
-        return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
-                       precision=precision, backend=backend)
+        fast = _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
+                       precision=precision, backend=backend, budget_s=budget_s, remembered=remembered)
+        if cache_file and key and remembered is None:
+            _remember(cache_file, key, fast)
+        return fast
     except BaseException:  # nothing returned holds the exported files: remove them now, not at exit
         shutil.rmtree(base.workdir, ignore_errors=True)
         raise
@@ -166,8 +178,10 @@ def optimize(
 
 def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], dev: torch.device,
             parity_inputs: list[torch.Tensor], references: list[torch.Tensor], skipped: list[str], *,
-            compile: bool, precision: str, backend: str) -> OptimizedModel:
-    """Build every candidate, keep those that pass parity, time them and wrap the fastest."""
+            compile: bool, precision: str, backend: str, budget_s: float | None = None,
+            remembered: dict[str, Any] | None = None) -> OptimizedModel:
+    """Build the candidates (cheapest first, within the budget), keep those that pass parity, time them,
+    wrap the fastest. With a ``remembered`` choice only that candidate is built (if it still passes)."""
     example_input = base.example_input
     candidates: list[tuple[Candidate, Job]] = []
     for p in precisions:
@@ -181,9 +195,20 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             candidates += [(c, job) for c in found]
     if not candidates:
         raise ResNetError(f"nothing can run precision={precision} backend={backend} here: {'; '.join(skipped)}")
+    candidates.sort(key=lambda cj: _BUILD_ORDER.get((cj[0].backend, cj[0].variant if cj[0].backend == "torch" else cj[0].precision), 5))
+    if remembered is not None:
+        match = [cj for cj in candidates if _choice_of(cj[0]) == _choice_of(remembered)]
+        if match:
+            candidates = match
+        else:
+            remembered = None
 
     built: list[tuple[Candidate, Runner, Parity, float]] = []
+    spent, over_budget = 0.0, []
     for cand, job in candidates:
+        if budget_s is not None and built and (spent >= budget_s or (cand.variant == "compile" and budget_s - spent < COMPILE_BUILD_S)):
+            over_budget.append(_label(cand))
+            continue
         start = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -197,22 +222,40 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             report.debug(f"optimize: {_label(cand)} failed: {exc!r}")
             continue
         build_s = time.perf_counter() - start
+        spent += build_s
         parity = compare(outputs, references, cand.precision)
         if not parity.ok:
             skipped.append(f"{_label(cand)}: failed parity (error {parity.error:.3g}, tolerance {parity.tolerance:.3g}, "
                            f"max abs diff {parity.max_abs_diff:.3g}, {parity.top1_flips} top-1 changes)")
             continue
         built.append((cand, runner, parity, build_s))
+    if not built and remembered is not None:  # the remembered engine no longer passes: search afresh
+        return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
+                       precision=precision, backend=backend, budget_s=budget_s)
     if not built:
         raise ResNetError(f"no candidate passed the parity check: {'; '.join(skipped)}")
+    if over_budget:
+        skipped.append(f"{', '.join(over_budget)}: not built, they cannot pay for themselves in this job "
+                       f"(build budget {budget_s:.1f} s spent)")
+    if remembered is not None:
+        cand, runner, parity, build_s = built[0]
+        speed = float(remembered.get("images_per_s") or 0.0)
+        report.info(f"optimize: reused this machine's choice for this model and shape: {_label(cand)} ({cand.variant}), "
+                    f"{speed:.1f} images/s when measured; built in {build_s:.1f} s, parity checked")
+        timing = {"backend": cand.backend, "precision": cand.precision, "variant": cand.variant, "images_per_s": speed,
+                  "build_s": build_s, "max_abs_diff": parity.max_abs_diff, "top1_agreement": parity.top1_agreement}
+        return OptimizedModel(runner, cand, parity, speed, build_s, [timing], base)
 
     runners = [r for _, r, _, _ in built]
-    speeds = time_runners(runners, example_input)
+    if budget_s is None:
+        speeds = time_runners(runners, example_input)
+    else:  # the timing is part of what the job pays for: short rounds, and no second look
+        speeds = time_runners(runners, example_input, rounds=3 if len(runners) > 1 else 1, min_round_s=0.05)
     # A close call gets a longer look: 0.1 s rounds cannot separate engines a few percent apart
     # (measured: a 9% slower int8 engine won a short race at batch 8).
     leader = max(speeds)
     close = [i for i, s in enumerate(speeds) if s >= CLOSE_CALL * leader]
-    if len(close) > 1:
+    if len(close) > 1 and budget_s is None:
         for i, s in zip(close, time_runners([runners[i] for i in close], example_input, rounds=5, min_round_s=0.4)):
             speeds[i] = s
     timings = [
@@ -230,6 +273,70 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
         + f"; native bf16 {'yes' if hw.native_bf16(dev) else 'no'}, int8 {'yes' if _native_int8(dev) else 'no'}"
     )
     return OptimizedModel(runner, cand, parity, speeds[best], build_s, timings, base)
+
+
+def choice_cache_path() -> Path:
+    """Where remembered choices live: ``$RESNET_CACHE/optimize-choices.json``, else ``~/.cache/resnet/``."""
+    root = os.environ.get("RESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resnet")
+    return Path(root) / "optimize-choices.json"
+
+
+def remembered_choice(model: nn.Module, example_input: torch.Tensor, *, precision: str = "auto", backend: str = "auto",
+                      compile: bool = True, with_calibration: bool = True,
+                      cache: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The choice ``optimize(..., cache=...)`` remembered for this request, or None (e.g. to skip loading
+    calibration data when the remembered engine is not int8)."""
+    precisions = _precisions(precision, example_input.device, have_calibration=with_calibration)
+    key = choice_key(model, example_input, precisions=precisions, backend=backend, compile=compile)
+    return _read_cache(Path(cache) if cache else choice_cache_path()).get(key)
+
+
+def choice_key(model: nn.Module, example_input: torch.Tensor, *, precisions: list[str], backend: str, compile: bool) -> str:
+    """What a remembered choice depends on: the machine (CPU line, engine versions), the weights, the
+    input shape and what was searched (precisions, backends)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    parts = [hw.describe(example_input.device), _engine_versions(), digest.hexdigest(),
+             "x".join(map(str, example_input.shape)), ",".join(precisions), backend, f"compile={compile}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _engine_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("torch", "onnxruntime", "openvino", "nncf"):
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return ",".join(found)
+
+
+def _choice_of(c: Candidate | dict[str, Any]) -> tuple[str, str, str]:
+    if isinstance(c, dict):
+        return (str(c.get("backend")), str(c.get("precision")), str(c.get("variant")))
+    return (c.backend, c.precision, c.variant)
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: the search simply runs
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(path: Path, key: str, fast: OptimizedModel) -> None:
+    entries = _read_cache(path)
+    entries[key] = {"backend": fast.backend, "precision": fast.precision, "variant": fast.variant,
+                    "images_per_s": fast.images_per_s, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        atomic_write_text(path, json.dumps(entries, indent=1))
+    except OSError as exc:  # a read-only home must not fail the job: the choice is only not remembered
+        report.debug(f"optimize: could not remember the choice in {path} ({exc})")
 
 
 def _label(c: Candidate) -> str:
@@ -259,9 +366,7 @@ def _precisions(precision: str, dev: torch.device, *, have_calibration: bool) ->
 
 
 def _backends(backend: str) -> dict[str, ModuleType]:
-    from resnet.speed.backends import onnxruntime_backend, openvino_backend, torch_backend
-
-    modules = {m.NAME: m for m in (torch_backend, onnxruntime_backend, openvino_backend)}
+    modules = engines()
     if backend != "auto":
         why = modules[backend].missing()
         if why:
@@ -275,7 +380,7 @@ def _backends(backend: str) -> dict[str, ModuleType]:
         else:
             available[name] = module
     if set(available) == {"torch"}:
-        report.info("optimize: no ONNX Runtime or OpenVINO here, so backend 'auto' uses torch")
+        report.info("optimize: no other engine available here, so backend 'auto' uses torch")
     return available
 
 
@@ -307,107 +412,8 @@ def _first_samples(batches: list[torch.Tensor], limit: int) -> list[torch.Tensor
     return found
 
 
-def check_calibration(calibration: Iterable[Any], sample_shape: tuple[int | None, ...], *,
-                      limit: int = MAX_CALIBRATION_SAMPLES) -> list[torch.Tensor]:
-    """Validate calibration batches against the model's per-sample input shape ``(C, H, W)``.
-
-    Accepts an iterable of tensors (or numpy arrays, or ``(x, y)`` pairs as ``DataSplit.batches``
-    yields), or one 4-D tensor. Returns CPU float32 batches holding at most ``limit`` samples.
-    Raises ``ResNetError`` naming the first bad batch (wrong shape, dtype, NaN/inf) or an empty set.
-    """
-    if isinstance(calibration, (torch.Tensor, np.ndarray)) and calibration.ndim == 4:
-        calibration = [calibration]
-    try:
-        iterator = iter(calibration)
-    except TypeError:
-        raise ResNetError(f"calibration must be an iterable of input batches (N, C, H, W), got {type(calibration).__name__}") from None
-    expected = "(N, " + ", ".join("?" if d is None else str(d) for d in sample_shape) + ")"
-    batches: list[torch.Tensor] = []
-    total = 0
-    index = 0
-    while total < limit:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            break
-        except ResNetError:
-            raise
-        except Exception as exc:  # a broken loader or generator: say where it broke
-            raise ResNetError(f"reading calibration batch {index} failed: {type(exc).__name__}: {exc}") from None
-        if isinstance(item, (tuple, list)) and item:
-            item = item[0]  # (x, y) from a data loader
-        if isinstance(item, np.ndarray):
-            item = torch.from_numpy(item)
-        if not isinstance(item, torch.Tensor):
-            raise ResNetError(f"calibration batch {index} is a {type(item).__name__}, not a tensor of images {expected}")
-        if not item.is_floating_point():
-            raise ResNetError(f"calibration batch {index} has dtype {item.dtype}; give float images normalized "
-                              f"exactly like the model's input")
-        shape = tuple(item.shape)
-        if len(shape) != len(sample_shape) + 1 or any(e is not None and s != e for s, e in zip(shape[1:], sample_shape)):
-            raise ResNetError(f"calibration batch {index} has shape {shape}, but the model takes {expected}")
-        if shape[0] == 0:
-            raise ResNetError(f"calibration batch {index} is empty")
-        item = item.detach().to("cpu", torch.float32)[: limit - total].contiguous()
-        if not torch.isfinite(item).all():
-            raise ResNetError(f"calibration batch {index} holds NaN or infinite values (corrupt data?)")
-        batches.append(item)
-        total += item.shape[0]
-        index += 1
-    if not batches:
-        raise ResNetError("calibration is empty: give at least one batch of inputs")
-    if all(float(b.amin()) == float(b.amax()) == float(batches[0].flatten()[0]) for b in batches):
-        raise ResNetError("calibration batches are all one constant value; int8 ranges need real inputs")
-    return batches
-
-
-def compare(outputs: list[torch.Tensor], references: list[torch.Tensor], precision: str) -> Parity:
-    """Parity of candidate outputs against the fp32 eager references (see the module docstring)."""
-    out = torch.cat([o.reshape(o.shape[0], -1) for o in outputs]).float()
-    ref = torch.cat([r.reshape(r.shape[0], -1) for r in references]).float()
-    if out.shape != ref.shape or not torch.isfinite(out).all():
-        return Parity(float("inf"), float("inf"), 0.0, 0.0, out.shape[0], ref.shape[0])
-    diff = float((out - ref).abs().max()) if out.numel() else 0.0
-    scale = float(ref.abs().max()) if ref.numel() else 0.0
-    if precision == "fp32":
-        # fp32 rounding is relative: logits in the thousands (a deep net fresh from random init) differ
-        # in absolute terms by more than 1e-3 from the mere reordering of sums that folding causes.
-        error, tol = diff, FP32_MAX_ABS_DIFF * max(1.0, scale)
-        tie = torch.full((ref.shape[0],), tol)
-    else:
-        # Relative L2 error of the logits: robust to the few samples with outsized logits, which
-        # a max-based bound lets dominate (a trained resnet18 had |logits| up to 330, int8 errors
-        # of 30-80 on those, and unchanged test accuracy).
-        error = float((out - ref).norm() / ref.norm().clamp_min(1e-12))
-        tol = RELATIVE_TOLERANCE[precision]
-        tie = tol * ref.abs().amax(1)
-    same = out.argmax(1) == ref.argmax(1)
-    flips = 0
-    if ref.shape[1] > 1:
-        top2 = ref.topk(2, dim=1).values
-        flips = int((~same & (top2[:, 0] - top2[:, 1] > tie)).sum())
-    return Parity(diff, error, tol, float(same.float().mean()), flips, ref.shape[0])
-
-
 def time_runners(runners: list[Runner], x: torch.Tensor, *, rounds: int = 5, min_round_s: float = 0.1) -> list[float]:
-    """Images/s of each runner on ``x``: alternating rounds, the best round per runner.
-
-    The best, not the median: on a shared machine other processes only ever add time, so the
-    fastest round is the closest to what the engine itself does (as ``timeit`` reasons).
-    """
-    per_call: list[list[float]] = [[] for _ in runners]
+    """Images/s of each runner on ``x``: alternating rounds, the best round per runner (see ``speed.timing``)."""
     with torch.inference_mode():
-        for runner in runners:  # warm-up, excluded: thread pools and caches settle over a few calls
-            for _ in range(3):
-                runner(x)
-        for _ in range(rounds):
-            for i, runner in enumerate(runners):
-                calls, start = 0, time.perf_counter()
-                while True:
-                    runner(x)
-                    calls += 1
-                    elapsed = time.perf_counter() - start
-                    if elapsed >= min_round_s:
-                        break
-                per_call[i].append(elapsed / calls)
-    return [x.shape[0] / min(t) for t in per_call]
+        seconds = time_rounds([lambda r=r: r(x) for r in runners], rounds=rounds, min_round_s=min_round_s)
+    return [x.shape[0] / min(per_call) for per_call in seconds]

@@ -137,18 +137,64 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
     return batches
 
 
-def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
-                  calibration: Sequence[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The fastest inference callable this machine offers (``resnet.optimize``), calibrated on ``calibration``."""
-    from resnet import optimize, report
+# Below this much plain inference for the whole job, building any engine costs more than it saves.
+PLAIN_JOB_S = 1.0
+# int8 needs the training data read for calibration and a quantization pass (seconds, more with
+# OpenVINO's NNCF): below this much plain inference it cannot pay for itself, so "auto" leaves it out.
+INT8_JOB_S = 20.0
 
-    if calibration is None:
+
+def fast_callable(model: nn.Module, example: torch.Tensor, *, precision: str = "auto",
+                  calibration: Sequence[torch.Tensor] | Callable[[], Sequence[torch.Tensor] | None] | None = None,
+                  job_images: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fastest end-to-end inference callable for a job of ``job_images`` images (``resnet.optimize``).
+
+    A job the plain model finishes in about a second keeps the plain model: no engine's build pays
+    for itself there. Otherwise the search is limited to what can pay for itself and its choice is
+    remembered per machine, weights and shape. ``calibration`` (batches, or a function giving them,
+    called only when int8 is tried) comes from the training data.
+    """
+    import time
+
+    from resnet import optimize, report
+    from resnet.speed.optimize import remembered_choice
+
+    plain_s = float("inf")
+    if job_images is not None:
+        param = next(model.parameters(), None)
+        probe = example[: min(8, example.shape[0])].to(param.device if param is not None else example.device)
+        with torch.inference_mode():
+            model(probe)  # the first call pays one-time set-up; time the second
+            start = time.perf_counter()
+            model(probe)
+            plain_s = (time.perf_counter() - start) / probe.shape[0] * job_images
+        if plain_s < PLAIN_JOB_S:
+            report.info(f"--fast: {job_images} image(s) take about {plain_s:.2f} s with the plain model; "
+                        "building a faster engine would cost more than it saves, so the plain model runs")
+            return model
+    try_int8 = precision == "int8" or (precision == "auto" and example.device.type == "cpu" and _native_int8())
+    if precision == "auto" and try_int8 and plain_s < INT8_JOB_S:
+        report.info(f"--fast: int8 left out: its calibration and quantization cost more than they save in a "
+                    f"{plain_s:.0f} s job")
+        try_int8 = False
+    if not try_int8:
+        calibration = None
+    elif callable(calibration):
+        remembered = remembered_choice(model, example, precision=precision) if precision == "auto" else None
+        calibration = calibration() if remembered is None or remembered.get("precision") == "int8" else [example]
+    if try_int8 and calibration is None:
         report.warn("int8 calibration falls back to the input images themselves (training data not found)")
         calibration = [example]
-    fast = optimize(model, example, precision=precision, calibration=calibration)
+    fast = optimize(model, example, precision=precision, calibration=calibration, job_images=job_images, cache=True)
     report.info(f"--fast: {getattr(fast, 'backend', '?')} {getattr(fast, 'precision', '?')} "
                 f"(max |logit difference| vs fp32 {getattr(fast, 'max_abs_diff', float('nan')):.3g})")
     return fast
+
+
+def _native_int8() -> bool:
+    from resnet.device import cpu_info
+
+    return cpu_info().native_int8
 
 
 def evaluate_checkpoint(
@@ -186,7 +232,9 @@ def evaluate_checkpoint(
     model: Any = loaded.model
     if fast:
         x, _ = next(split_data.batches(min(batch_size, len(split_data)), device="cpu"))
-        model = fast_callable(loaded.model, x, precision=precision, calibration=calibration_batches(loaded))
+        passes = 2 if (bool(run.get("tta", False)) if flip_tta is None else flip_tta) else 1
+        model = fast_callable(loaded.model, x, precision=precision, calibration=lambda: calibration_batches(loaded),
+                              job_images=len(split_data) * passes)
     result = evaluate(model, split_data, batch_size=batch_size, device=loaded.device if not fast else "cpu",
                       flip_tta=bool(run.get("tta", False)) if flip_tta is None else flip_tta)  # None: as the run scored it
     return result, loaded, split_data
@@ -334,7 +382,7 @@ class PredictionStream:
                     x = normalize(torch.stack(good))
                     if model is None:  # --fast: the engine is chosen on the first real batch
                         model = fast_callable(self.loaded.model, x, precision=self.precision,
-                                              calibration=calibration_batches(self.loaded))
+                                              calibration=lambda: calibration_batches(self.loaded), job_images=self.total)
                     tops = iter(self._top(model(x.to(self.loaded.device))))
                 for path, image, error in zip(paths, images, errors):
                     if image is None:

@@ -1,21 +1,28 @@
-"""Inference engines behind ``resnet.optimize``: one module each, same small interface.
+"""Inference engines behind ``resnet.optimize`` and ``resnet bench``: one module each, same small interface.
 
-Each backend module has ``NAME``, ``missing() -> str | None`` (why it cannot run here at all, or
-None), ``supports(precision, device) -> str | None`` (why not this precision there, or None) and
-``candidates(job) -> list[Candidate]``: lazily built inference callables for one precision. The
-optimizer builds, checks and times them; the backends only know how to make their engine fast.
+Each engine is a module ``<name>_backend.py`` in this package (``engines()`` finds them, so adding an
+engine is adding one file) with ``NAME``, ``missing() -> str | None`` (why it cannot run here at
+all, or None), ``supports(precision, device) -> str | None`` (why not this precision there, or None)
+and ``candidates(job) -> list[Candidate]``: lazily built inference callables for one precision. The
+optimizer builds, checks and times them; the backends only know how to make their engine fast. An
+engine that users also run directly has ``peer(model, x, precision, calibration, cache) -> Runner |
+None``: the model run as the engine's own documentation suggests, which ``resnet bench`` compares against.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import importlib
 import os
+import pkgutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -69,3 +76,14 @@ def quiet_stdout() -> Iterator[None]:
     """Some engines (NNCF) draw their own progress bars on stdout, which belongs to our results; hide them."""
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
+
+
+@functools.cache
+def engines() -> dict[str, ModuleType]:
+    """Every engine module of this package by its NAME, torch first (the always-present reference)."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.endswith("_backend"):
+            found.append(importlib.import_module(f"{__name__}.{info.name}"))
+    found.sort(key=lambda m: (m.NAME != "torch", m.NAME))
+    return {m.NAME: m for m in found}

@@ -7,8 +7,11 @@ on its own wherever the CPU has it, which would make an "fp32" figure a bf16 one
 from __future__ import annotations
 
 import logging
+import warnings
+from typing import Any
 
 import torch
+from torch import nn
 
 from resnet.speed.backends import Candidate, Job, Runner, engine_threads, quiet_stdout
 
@@ -75,3 +78,17 @@ def compiled_runner(model, precision: str) -> Runner:  # noqa: ANN001 - openvino
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
     return run
+
+
+def peer(model: nn.Module, x: torch.Tensor, precision: str, calibration: list[torch.Tensor], cache: dict[Any, Any]) -> Runner:
+    """The unmodified model converted by OpenVINO and compiled as its guide does (``resnet bench``'s peer)."""
+    import openvino as ov
+
+    if "ov_model" not in cache:
+        with quiet_stdout(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its tracer's deprecation notes are not the user's concern
+            cache["ov_model"] = ov.convert_model(model, example_input=x)
+    ov_model = cache["ov_model"]
+    if precision == "int8":
+        ov_model = quantize_int8(ov_model, calibration)
+    return compiled_runner(ov_model, precision)

@@ -14,7 +14,19 @@ from resnet.models import create_model, list_models, load_weights, save_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["ResNetError", "create_model", "list_models", "load_weights", "save_weights", "optimize", "__version__"]
+__all__ = [
+    "Model", "ResNetError", "create_model", "list_models", "load_model", "load_weights", "save_weights", "optimize",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The high-level API imports the trainer; load it only when asked for, so `import resnet` stays light.
+    if name in ("Model", "load_model"):
+        from resnet import highlevel
+
+        return getattr(highlevel, name)
+    raise AttributeError(f"module 'resnet' has no attribute {name!r}")
 
 
 def optimize(*args: Any, **kwargs: Any) -> Any:

@@ -32,6 +32,12 @@ def configure(*, quiet: bool = False, verbose: bool = False) -> None:
     logger.propagate = False
 
 
+def ensure_console() -> None:
+    """Show messages on stderr for a library user who set up no logging (Keras-style ``verbose=1``)."""
+    if not logger.handlers and not logging.getLogger().handlers:
+        configure()
+
+
 def info(message: str) -> None:
     logger.info(message)
 

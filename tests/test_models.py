@@ -51,7 +51,11 @@ def test_registry_has_every_family() -> None:
 
 
 def test_list_models_filters_and_sorts_naturally() -> None:
-    assert list_models("resnet1*") == ["resnet18", "resnet18d", "resnet101", "resnet101_v1", "resnet101_v2", "resnet101d", "resnet110", "resnet152", "resnet152_v1", "resnet152_v2", "resnet152d", "resnet1202"]
+    assert list_models("resnet1*") == [
+        "resnet18", "resnet18d", "resnet101", "resnet101_keras", "resnet101_v1", "resnet101_v2", "resnet101d",
+        "resnet101v2_keras", "resnet110", "resnet152", "resnet152_keras", "resnet152_v1", "resnet152_v2", "resnet152d",
+        "resnet152v2_keras", "resnet1202",
+    ]  # fmt: skip
     assert list_models("plain*") == ["plain18", "plain20", "plain32", "plain34", "plain44", "plain56", "plain110"]
     assert list_models("nothing*") == []
 
@@ -186,6 +190,10 @@ COMPILE_CASES = [
     ("resnet18", {}),
     ("resnet50d", {}),
     ("resnet50_v2", {}),
+    # Other frameworks' stem pools and the subsampled identity (stage 1's strided second block).
+    ("resnet50v2_keras", {"layers": (2, 1, 1, 1)}),
+    ("resnet_v1_50_slim", {"layers": (2, 1, 1, 1)}),
+    ("resnet_v2_50_slim", {"layers": (2, 1, 1, 1)}),
 ]
 
 

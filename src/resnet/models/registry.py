@@ -56,7 +56,8 @@ def _option_names() -> set[str]:
     from resnet.models.resnet import ResNet
 
     params = inspect.signature(ResNet.__init__).parameters
-    return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    # ``layers`` (blocks per stage) overrides the builder's depth, e.g. for a reduced net read from a file.
+    return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} | {"layers"}
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,6 +11,7 @@ zero-padding shortcut (option A). Key names follow torchvision (``conv1``, ``bn1
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,10 @@ _UNIT_LETTERS = dict(zip("abcde", UNITS))
 SHORTCUTS = ("A", "B", "C", "D", "none")  # paper's options A/B/C, Bag-of-Tricks D, none = plain net
 STEMS = ("imagenet", "cifar", "deep")
 NORM_LAYERS = ("batchnorm", "groupnorm", "frozen_batchnorm")
+# Options that reproduce other frameworks' ResNets (Keras applications, TF-slim, the deeplearning.ai tutorial).
+CONV_BIASES = ("none", "all", "unnormalized")  # unnormalized: exactly the convs no norm follows
+POOL_PADDINGS = ("symmetric", "zeros", "same", "valid")  # the stem max-pool's padding
+DOWNSAMPLE_AT = ("first", "last")  # which block of a stage strides
 
 
 def group_norm(num_channels: int) -> nn.GroupNorm:
@@ -38,9 +43,13 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, num_channels), num_channels)
 
 
-def resolve_norm_layer(norm_layer: str | NormLayer | None) -> NormLayer:
-    if norm_layer is None or callable(norm_layer):
-        return norm_layer or nn.BatchNorm2d
+def resolve_norm_layer(norm_layer: str | NormLayer | None, bn_eps: float = 1e-5) -> NormLayer:
+    """The norm factory; ``bn_eps`` applies to the BatchNorm kinds (a callable is taken as it is)."""
+    if callable(norm_layer):
+        return norm_layer
+    batchnorm = nn.BatchNorm2d if bn_eps == 1e-5 else functools.partial(nn.BatchNorm2d, eps=bn_eps)
+    if norm_layer is None:
+        return batchnorm
     name = norm_layer.lower().replace("-", "_")
     # Also the names a callable is recorded under in model_options, so such a model can be rebuilt.
     aliases = {
@@ -49,11 +58,11 @@ def resolve_norm_layer(norm_layer: str | NormLayer | None) -> NormLayer:
     }  # fmt: skip
     name = aliases.get(name, name)
     if name == "batchnorm":
-        return nn.BatchNorm2d
+        return batchnorm
     if name == "groupnorm":
         return group_norm
     if name == "frozen_batchnorm":
-        return FrozenBatchNorm2d
+        return FrozenBatchNorm2d if bn_eps == 1e-5 else functools.partial(FrozenBatchNorm2d, eps=bn_eps)
     raise ResNetError(f"unknown norm_layer '{norm_layer}'; choose one of {', '.join(NORM_LAYERS)}")
 
 
@@ -64,12 +73,69 @@ def resolve_unit(unit: str) -> str:
     return unit
 
 
-def conv3x3(in_chs: int, out_chs: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=False)
+def conv3x3(in_chs: int, out_chs: int, stride: int = 1, groups: int = 1, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=dilation, groups=groups, dilation=dilation, bias=bias)
 
 
-def conv1x1(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False)
+def conv1x1(in_chs: int, out_chs: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=bias)
+
+
+def conv_biases(conv_bias: str, preact: bool) -> tuple[bool, bool]:
+    """(bias on convs a norm follows, bias on convs none follows): "all" puts one on every conv
+    (Keras ResNet50 v1); "unnormalized" only where no norm follows, which in a full pre-activation
+    net is the stem, the projection and each block's last conv (Keras ResNet50V2, TF-slim v2)."""
+    if conv_bias not in CONV_BIASES:
+        raise ResNetError(f"unknown conv_bias '{conv_bias}'; choose one of {', '.join(CONV_BIASES)}")
+    return conv_bias == "all", conv_bias == "all" or (conv_bias == "unnormalized" and preact)
+
+
+class Subsample(nn.Module):
+    """The identity shortcut of a strided block whose channels stay: keep every stride-th pixel
+    (TF-slim's and Keras V2's 1x1 max-pool with stride); no parameters. It takes the block's raw
+    input, not the pre-activation."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :, :: self.stride, :: self.stride]
+
+
+class SamePadMaxPool2d(nn.Module):
+    """TensorFlow's 'SAME' max-pool: pad as much as the input size needs, the extra cell at the
+    bottom/right, with -inf so a padded cell never wins."""
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def pads(self, size: int) -> tuple[int, int]:
+        total = max((math.ceil(size / self.stride) - 1) * self.stride + self.kernel_size - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        top, bottom = self.pads(x.shape[-2])
+        left, right = self.pads(x.shape[-1])
+        x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+def make_stem_pool(pool_padding: str) -> nn.Module:
+    """The stem's 3x3/2 max-pool with each framework's padding: "symmetric" (torchvision: -inf on
+    every side), "zeros" (Keras: ZeroPadding2D(1), so zeros can win over negative inputs), "same"
+    (TF-slim 'SAME'), "valid" (none: the deeplearning.ai tutorial)."""
+    if pool_padding == "symmetric":
+        return nn.MaxPool2d(3, stride=2, padding=1)
+    if pool_padding == "zeros":
+        return nn.Sequential(nn.ZeroPad2d(1), nn.MaxPool2d(3, stride=2))
+    if pool_padding == "same":
+        return SamePadMaxPool2d(3, 2)
+    if pool_padding == "valid":
+        return nn.MaxPool2d(3, stride=2)
+    raise ResNetError(f"unknown pool_padding '{pool_padding}'; choose one of {', '.join(POOL_PADDINGS)}")
 
 
 class ZeroPadShortcut(nn.Module):
@@ -87,22 +153,40 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
 
 
-def make_shortcut(kind: str, in_chs: int, out_chs: int, stride: int, norm_layer: NormLayer, preact: bool) -> nn.Module | None:
-    """The shortcut of one block; None means identity (or, for plain nets, no shortcut at all)."""
+def make_shortcut(
+    kind: str,
+    in_chs: int,
+    out_chs: int,
+    stride: int,
+    norm_layer: NormLayer,
+    preact: bool,
+    *,
+    subsample_identity: bool = False,
+    conv_bias: str = "none",
+) -> nn.Module | None:
+    """The shortcut of one block; None means identity (or, for plain nets, no shortcut at all).
+
+    ``subsample_identity``: where only the resolution changes, subsample instead of projecting
+    (TF-slim and Keras V2, whose strided last block keeps its channels).
+    """
     if kind == "none" or (kind != "C" and stride == 1 and in_chs == out_chs):
         return None
     if kind == "A":
         return ZeroPadShortcut(in_chs, out_chs, stride)
+    if subsample_identity and kind == "B" and in_chs == out_chs:
+        return Subsample(stride)
+    # A pre-activation unit's projection takes the already normalised input, so it carries no
+    # norm of its own (TF-slim resnet_v2, timm's PreAct blocks).
+    bias = conv_biases(conv_bias, preact)[1 if preact else 0]
     if kind == "D":
         # ResNet-D: average-pool first so the 1x1 projection sees every input pixel (timm's layout).
         pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
-        layers = [pool, conv1x1(in_chs, out_chs)]
+        layers = [pool, conv1x1(in_chs, out_chs, bias=bias)]
         return nn.Sequential(*layers) if preact else nn.Sequential(*layers, norm_layer(out_chs))
-    # B and C: a strided 1x1 projection. A pre-activation unit's projection takes the already
-    # normalised input, so it carries no norm of its own (TF-slim resnet_v2, timm's PreAct blocks).
+    # B and C: a strided 1x1 projection.
     if preact:
-        return nn.Sequential(conv1x1(in_chs, out_chs, stride))
-    return nn.Sequential(conv1x1(in_chs, out_chs, stride), norm_layer(out_chs))
+        return nn.Sequential(conv1x1(in_chs, out_chs, stride, bias=bias))
+    return nn.Sequential(conv1x1(in_chs, out_chs, stride, bias=bias), norm_layer(out_chs))
 
 
 class ResidualBlock(nn.Module):
@@ -133,9 +217,11 @@ class ResidualBlock(nn.Module):
         unit, last = self.unit, len(convs) - 1
         shortcut = x
         if unit == "full_preact":
-            x = self.relu(norms[0](x))
+            preact = self.relu(norms[0](x))
             if self.downsample is not None:
-                shortcut = self.downsample(x)  # the projection shares the pre-activation
+                # The projection shares the pre-activation; a subsampled identity takes the raw input.
+                shortcut = self.downsample(x if isinstance(self.downsample, Subsample) else preact)
+            x = preact
         else:
             if self.downsample is not None:
                 shortcut = self.downsample(x)
@@ -199,14 +285,16 @@ class BasicBlock(ResidualBlock):
         unit: str = "original",
         stride_in_1x1: bool = False,
         drop_path_rate: float = 0.0,
+        conv_bias: str = "none",
     ) -> None:
         super().__init__(shortcut, has_shortcut, unit, drop_path_rate)
         if groups != 1 or base_width != 64:
             raise ResNetError("the basic block has no groups/width_per_group; use a bottleneck model (resnext*, wide_resnet*)")
         preact = unit == "full_preact"
-        self.conv1 = conv3x3(in_chs, planes, stride, dilation=first_dilation)
+        inner_bias, last_bias = conv_biases(conv_bias, preact)
+        self.conv1 = conv3x3(in_chs, planes, stride, dilation=first_dilation, bias=inner_bias)
         self.bn1 = norm_layer(in_chs if preact else planes)
-        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation, bias=last_bias if preact else inner_bias)
         self.bn2 = norm_layer(planes)
 
 
@@ -232,35 +320,41 @@ class Bottleneck(ResidualBlock):
         unit: str = "original",
         stride_in_1x1: bool = False,
         drop_path_rate: float = 0.0,
+        conv_bias: str = "none",
     ) -> None:
         super().__init__(shortcut, has_shortcut, unit, drop_path_rate)
         preact = unit == "full_preact"
+        inner_bias, last_bias = conv_biases(conv_bias, preact)
         width = int(planes * (base_width / 64.0)) * groups
         out_chs = planes * self.expansion
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = conv1x1(in_chs, width, stride_1x1)
+        self.conv1 = conv1x1(in_chs, width, stride_1x1, bias=inner_bias)
         self.bn1 = norm_layer(in_chs if preact else width)
-        self.conv2 = conv3x3(width, width, stride_3x3, groups, first_dilation)
+        self.conv2 = conv3x3(width, width, stride_3x3, groups, first_dilation, bias=inner_bias)
         self.bn2 = norm_layer(width)
-        self.conv3 = conv1x1(width, out_chs)
+        self.conv3 = conv1x1(width, out_chs, bias=last_bias if preact else inner_bias)
         self.bn3 = norm_layer(width if preact else out_chs)
 
 
-def make_stem(kind: str, in_chans: int, out_chs: int, stem_width: int, norm_layer: NormLayer) -> tuple[nn.Module, int]:
+def make_stem(
+    kind: str, in_chans: int, out_chs: int, stem_width: int, norm_layer: NormLayer, conv_bias: str = "none", preact: bool = False
+) -> tuple[nn.Module, int]:
     """The first conv(s) and their stride: 7x7/2 (ImageNet), 3x3/1 (CIFAR), or three 3x3 (ResNet-C)."""
+    inner_bias, last_bias = conv_biases(conv_bias, preact)
+    bias = last_bias if preact else inner_bias  # a pre-activation stem has no norm of its own
     if kind == "imagenet":
-        return nn.Conv2d(in_chans, out_chs, 7, stride=2, padding=3, bias=False), 2
+        return nn.Conv2d(in_chans, out_chs, 7, stride=2, padding=3, bias=bias), 2
     if kind == "cifar":
-        return conv3x3(in_chans, out_chs), 1
+        return conv3x3(in_chans, out_chs, bias=bias), 1
     if kind == "deep":
         stem = nn.Sequential(
-            conv3x3(in_chans, stem_width, stride=2),
+            conv3x3(in_chans, stem_width, stride=2, bias=inner_bias),
             norm_layer(stem_width),
             nn.ReLU(inplace=True),
-            conv3x3(stem_width, stem_width),
+            conv3x3(stem_width, stem_width, bias=inner_bias),
             norm_layer(stem_width),
             nn.ReLU(inplace=True),
-            conv3x3(stem_width, out_chs),
+            conv3x3(stem_width, out_chs, bias=bias),
         )
         return stem, 2
     raise ResNetError(f"unknown stem '{kind}'; choose one of {', '.join(STEMS)}")
@@ -283,6 +377,12 @@ class ResNet(nn.Module):
         drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
         features_only, out_indices: return the outputs of the stem (0) and stages (1..) as a list.
         frozen_stages: freeze the stem and the first k stages (-1: none). norm_eval: every BN in eval.
+      Other frameworks' variants (defaults keep torchvision's net):
+        bn_eps: every BatchNorm's eps (Keras applications 1.001e-5, Keras' default 1e-3).
+        conv_bias: "none", "all" (every conv), "unnormalized" (the convs no norm follows).
+        pool_padding: the stem max-pool's padding, "symmetric", "zeros" (Keras), "same" (TF), "valid".
+        downsample_at: "first" block of stages 2..N strides (torchvision), or the "last" block of
+            stages 1..N-1 (TF-slim, Keras V2), whose identity shortcut then subsamples.
     """
 
     def __init__(
@@ -309,6 +409,10 @@ class ResNet(nn.Module):
         out_indices: Sequence[int] | None = None,
         frozen_stages: int = -1,
         norm_eval: bool = False,
+        bn_eps: float = 1e-5,
+        conv_bias: str = "none",
+        pool_padding: str = "symmetric",
+        downsample_at: str = "first",
     ) -> None:
         super().__init__()
         if len(layers) != len(widths):
@@ -321,9 +425,14 @@ class ResNet(nn.Module):
             raise ResNetError(f"unknown shortcut '{shortcut}'; choose one of {', '.join(SHORTCUTS)}")
         if not 0.0 <= drop_path_rate < 1.0 or not 0.0 <= drop_rate < 1.0:
             raise ResNetError(f"drop_rate and drop_path_rate must be in [0, 1) (got {drop_rate}, {drop_path_rate})")
+        if downsample_at not in DOWNSAMPLE_AT:
+            raise ResNetError(f"unknown downsample_at '{downsample_at}'; choose one of {', '.join(DOWNSAMPLE_AT)}")
+        if not bn_eps > 0:
+            raise ResNetError(f"bn_eps must be > 0 (got {bn_eps})")
         unit = resolve_unit(unit)
-        norm = resolve_norm_layer(norm_layer)
+        norm = resolve_norm_layer(norm_layer, bn_eps)
         preact = unit == "full_preact"
+        conv_biases(conv_bias, preact)  # validates the name
         self.unit = unit
         self.in_chans = in_chans
         self.drop_rate = drop_rate
@@ -333,43 +442,52 @@ class ResNet(nn.Module):
 
         # Stem. A full pre-activation net normalises at the start of every block instead.
         in_chs = widths[0]
-        self.conv1, reduction = make_stem(stem, in_chans, in_chs, stem_width or in_chs // 2, norm)
+        self.conv1, reduction = make_stem(stem, in_chans, in_chs, stem_width or in_chs // 2, norm, conv_bias, preact)
         self.bn1 = nn.Identity() if preact else norm(in_chs)
         self.relu = nn.Identity() if preact else nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if reduction > 1 else nn.Identity()
+        self.maxpool = make_stem_pool(pool_padding) if reduction > 1 else nn.Identity()
         self.feature_info: list[dict[str, Any]] = [
             {"num_chs": in_chs, "reduction": reduction, "module": "conv1" if preact else "relu"}
         ]
         reduction *= 2 if reduction > 1 else 1
 
         # Stages; past output_stride, trade stride for dilation (DeepLab) so the resolution stays.
+        # torchvision strides in the first block of stages 2..N, TF-slim in the last of stages 1..N-1.
         total_blocks, block_index = sum(layers), 0
         dilation = 1
+        last = downsample_at == "last"
         self.stage_names: list[str] = []
         for index, (num_blocks, planes) in enumerate(zip(layers, widths)):
-            stride = 1 if index == 0 else 2
+            stride = (2 if index < len(layers) - 1 else 1) if last else (1 if index == 0 else 2)
             first_dilation = dilation
             if reduction * stride > output_stride:
                 dilation, stride = dilation * stride, 1
+            strided = num_blocks - 1 if last else 0
             blocks: list[nn.Module] = []
             for b in range(num_blocks):
                 out_chs = planes * block.expansion
+                block_stride = stride if b == strided else 1
+                # Blocks before the strided one (downsample_at="last") keep the old dilation.
+                block_dilation = first_dilation if b < strided else dilation
                 blocks.append(
                     block(
                         in_chs,
                         planes,
-                        stride if b == 0 else 1,
-                        shortcut=make_shortcut(shortcut, in_chs, out_chs, stride if b == 0 else 1, norm, preact),
+                        block_stride,
+                        shortcut=make_shortcut(
+                            shortcut, in_chs, out_chs, block_stride, norm, preact, subsample_identity=last, conv_bias=conv_bias
+                        ),
                         has_shortcut=shortcut != "none",
                         groups=groups,
                         base_width=width_per_group,
-                        dilation=dilation,
-                        first_dilation=first_dilation if b == 0 else dilation,
+                        dilation=block_dilation,
+                        first_dilation=first_dilation if b <= strided else dilation,
                         norm_layer=norm,
                         unit=unit,
                         stride_in_1x1=stride_in_1x1,
                         # Stochastic depth grows linearly with depth (Huang et al. 2016).
                         drop_path_rate=drop_path_rate * block_index / max(total_blocks - 1, 1),
+                        conv_bias=conv_bias,
                     )
                 )
                 in_chs = out_chs
@@ -405,6 +523,8 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)

@@ -16,7 +16,19 @@ RESNET_D = {"stem": "deep", "stem_width": 32, "shortcut": "D"}
 PREACT = {"unit": "full_preact"}
 
 
+# Other frameworks' ResNets, so their weights import with their numerics (and they train from scratch).
+# Keras v1 zero-pads its stem pool too, but after a ReLU, where zeros never beat a real cell.
+KERAS_V1 = {"stride_in_1x1": True, "bn_eps": 1.001e-5, "conv_bias": "all"}
+KERAS_V2 = {"unit": "full_preact", "downsample_at": "last", "conv_bias": "unnormalized", "bn_eps": 1.001e-5, "pool_padding": "zeros"}
+TUTORIAL = {"stride_in_1x1": True, "bn_eps": 1e-3, "conv_bias": "all", "pool_padding": "valid", "num_classes": 6}
+SLIM_V1 = {"downsample_at": "last", "pool_padding": "same"}
+SLIM_V2 = {"unit": "full_preact", "downsample_at": "last", "conv_bias": "unnormalized", "pool_padding": "same"}
+
+
 def _net(block: type[ResidualBlock], layers: tuple[int, ...], defaults: dict[str, Any], kwargs: dict[str, Any]) -> ResNet:
+    # ``layers`` from create_model overrides the blocks per stage (importers build reduced-depth nets).
+    kwargs = dict(kwargs)
+    layers = tuple(kwargs.pop("layers", None) or layers)
     return ResNet(block, layers, **{**defaults, **kwargs})
 
 
@@ -276,3 +288,84 @@ def plain18(**kwargs: Any) -> ResNet:
 def plain34(**kwargs: Any) -> ResNet:
     """Plain-34 for ImageNet: ResNet-34 without shortcuts."""
     return _net(BasicBlock, (3, 4, 6, 3), {"shortcut": "none"}, kwargs)
+
+
+# --- other frameworks' ResNets: Keras applications, the deeplearning.ai tutorial, TF-slim ------------
+
+
+@register_model
+def resnet50_keras(**kwargs: Any) -> ResNet:
+    """ResNet-50 of keras.applications (v1: stride on the first 1x1, conv biases, BN eps 1.001e-5)."""
+    return _net(Bottleneck, (3, 4, 6, 3), KERAS_V1, kwargs)
+
+
+@register_model
+def resnet101_keras(**kwargs: Any) -> ResNet:
+    """ResNet-101 of keras.applications (v1: stride on the first 1x1, conv biases, BN eps 1.001e-5)."""
+    return _net(Bottleneck, (3, 4, 23, 3), KERAS_V1, kwargs)
+
+
+@register_model
+def resnet152_keras(**kwargs: Any) -> ResNet:
+    """ResNet-152 of keras.applications (v1: stride on the first 1x1, conv biases, BN eps 1.001e-5)."""
+    return _net(Bottleneck, (3, 8, 36, 3), KERAS_V1, kwargs)
+
+
+@register_model
+def resnet50v2_keras(**kwargs: Any) -> ResNet:
+    """ResNet50V2 of keras.applications (full pre-activation, stride in each stage's last block)."""
+    return _net(Bottleneck, (3, 4, 6, 3), KERAS_V2, kwargs)
+
+
+@register_model
+def resnet101v2_keras(**kwargs: Any) -> ResNet:
+    """ResNet101V2 of keras.applications (full pre-activation, stride in each stage's last block)."""
+    return _net(Bottleneck, (3, 4, 23, 3), KERAS_V2, kwargs)
+
+
+@register_model
+def resnet152v2_keras(**kwargs: Any) -> ResNet:
+    """ResNet152V2 of keras.applications (full pre-activation, stride in each stage's last block)."""
+    return _net(Bottleneck, (3, 8, 36, 3), KERAS_V2, kwargs)
+
+
+@register_model
+def resnet50_tutorial(**kwargs: Any) -> ResNet:
+    """ResNet-50 of the deeplearning.ai SIGNS tutorial (v1, conv biases, BN eps 1e-3, unpadded max-pool, 6 classes)."""
+    return _net(Bottleneck, (3, 4, 6, 3), TUTORIAL, kwargs)
+
+
+@register_model
+def resnet_v1_50_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v1_50 (stride on the 3x3 of each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 4, 6, 3), SLIM_V1, kwargs)
+
+
+@register_model
+def resnet_v1_101_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v1_101 (stride on the 3x3 of each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 4, 23, 3), SLIM_V1, kwargs)
+
+
+@register_model
+def resnet_v1_152_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v1_152 (stride on the 3x3 of each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 8, 36, 3), SLIM_V1, kwargs)
+
+
+@register_model
+def resnet_v2_50_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v2_50 (full pre-activation, stride in each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 4, 6, 3), SLIM_V2, kwargs)
+
+
+@register_model
+def resnet_v2_101_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v2_101 (full pre-activation, stride in each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 4, 23, 3), SLIM_V2, kwargs)
+
+
+@register_model
+def resnet_v2_152_slim(**kwargs: Any) -> ResNet:
+    """TF-slim resnet_v2_152 (full pre-activation, stride in each stage's last unit, 'SAME' max-pool)."""
+    return _net(Bottleneck, (3, 8, 36, 3), SLIM_V2, kwargs)

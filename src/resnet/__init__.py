@@ -17,8 +17,8 @@ from resnet.models import create_model, from_pretrained, list_models, list_pretr
 __version__ = "0.1.0"
 
 __all__ = [
-    "ResNetError", "create_model", "from_pretrained", "import_weights", "list_models", "list_pretrained", "load_weights",
-    "model_from_checkpoint", "save_weights", "optimize", "__version__",
+    "Model", "ResNetError", "create_model", "from_pretrained", "import_weights", "list_models", "list_pretrained",
+    "load_model", "load_weights", "model_from_checkpoint", "save_weights", "optimize", "__version__",
 ]  # fmt: skip
 
 
@@ -37,11 +37,16 @@ def import_weights(path: Any, source: str = "auto", **kwargs: Any) -> Any:
     return _import_weights(path, source, **kwargs)
 
 
-_SUBPACKAGES = ("convert", "data", "device", "export", "inspect", "io", "models", "report", "speed", "train")
+_SUBPACKAGES = ("convert", "data", "device", "export", "highlevel", "inspect", "io", "models", "report", "speed", "train")
 
 
 def __getattr__(name: str) -> Any:
-    """``resnet.inspect.summary(...)`` etc. after a plain ``import resnet``: sub-packages load on first use."""
+    """``resnet.inspect.summary(...)`` etc. after a plain ``import resnet``: sub-packages load on first use,
+    and so does the high-level ``Model`` (it imports the trainer), so ``import resnet`` stays light."""
     if name in _SUBPACKAGES:
         return importlib.import_module(f"resnet.{name}")
+    if name in ("Model", "load_model"):
+        from resnet import highlevel
+
+        return getattr(highlevel, name)
     raise AttributeError(f"module 'resnet' has no attribute {name!r}")

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-steps", type=int, default=S, metavar="N", help="stop after N optimizer steps")
     g.add_argument("--batch-size", type=int, default=S, help="global batch size")
     g.add_argument("--eval-batch-size", type=int, default=S)
-    g.add_argument("--optimizer", choices=("sgd", "adamw"), default=S)
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=S)
     g.add_argument("--lr", type=float, default=S)
     g.add_argument("--momentum", type=float, default=S)
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)

@@ -17,7 +17,7 @@ from typing import Any
 from resnet.errors import ResNetError
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 @dataclass

@@ -43,12 +43,15 @@ def make_scaler(device: torch.device | str, amp_dtype: torch.dtype | None) -> to
 
 def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float, weight_decay: float,
                    nesterov: bool = False) -> torch.optim.Optimizer:
-    """SGD or AdamW, fused where this torch supports it for the parameters' device, else foreach."""
+    """SGD, Adam (Keras' default; L2 weight decay) or AdamW, fused where this torch supports it for the
+    parameters' device, else foreach."""
     params = [p for p in model.parameters() if p.requires_grad]
     for impl in ({"fused": True}, {"foreach": True}):
         try:
             if name == "adamw":
                 return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **impl)
+            if name == "adam":
+                return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **impl)
             return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **impl)
         except (RuntimeError, ValueError, TypeError):
             continue  # fused not available for this device/dtype

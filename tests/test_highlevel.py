@@ -136,3 +136,18 @@ def test_summary_prints_the_table_and_plot_draws(tmp_path: Path, capsys) -> None
     assert f"{result.params:,}" in out and "layer1" in out
     path = model.plot(tmp_path / "model.dot", input_size=(3, 16, 16))
     assert "layer1" in path.read_text()
+
+
+def test_fit_takes_a_torch_dataset_as_it_is(one_thread: None) -> None:
+    """A Dataset of already-prepared tensors (as Paddle's and PyTorch's tutorials make) trains without conversion."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x = torch.randn(32, 3, 16, 16)
+    y = torch.arange(32) % 6
+    x[torch.arange(32), 0, y, :] += 3.0  # a learnable mark per class
+    model = resnet.Model("resnet20", num_classes=6, **SMALL).compile(optimizer="adam", lr=3e-3)
+    history = model.fit(TensorDataset(x, y), epochs=3, batch_size=8, verbose=0)
+    assert len(history.history["loss"]) == 3 and history.history["loss"][-1] < history.history["loss"][0]
+    loss, accuracy = model.evaluate(DataLoader(TensorDataset(x, y), batch_size=8), verbose=0)
+    assert 0 <= accuracy <= 1 and loss > 0

@@ -269,7 +269,8 @@ def load_model(path: str | os.PathLike[str], *, source: str = "auto") -> Model:
         import resnet
 
         network = resnet.import_weights(path, source=source)
-        meta = dict(getattr(network, "pretrained_cfg", {}) or {})
+        # What the file says about its inputs (e.g. the tutorial's x / 255 at 64x64) and its classes.
+        meta = {**(getattr(network, "preprocessing", None) or {}), "class_names": getattr(network, "class_names", None)}
     model = Model(network, class_names=meta.get("class_names"))
     if meta.get("mean") and meta.get("std"):
         model.mean, model.std = tuple(meta["mean"]), tuple(meta["std"])

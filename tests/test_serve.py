@@ -285,16 +285,17 @@ def test_overload_503_and_sigterm_loses_no_accepted_request(tmp_path: Path) -> N
         reference = httpx.post(server.url + "/v1/predict?top_k=10", content=image, timeout=60).json()["predictions"]
 
         async def fire(n: int, then_stop: bool) -> list[httpx.Response | Exception]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=n)) as c:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(max_connections=n + 1)) as c:
                 tasks = [asyncio.ensure_future(c.post("/v1/predict?top_k=10", content=image)) for _ in range(n)]
                 if then_stop:  # every request received (in progress, not yet answered), then SIGTERM
-                    while True:
+                    for _ in range(500):
                         families = text_string_to_metric_families((await c.get("/metrics")).text)
                         busy = next(s.value for f in families if f.name == "resnet_serve_requests_in_progress"
                                     for s in f.samples)
                         if busy >= n + 1:  # + the /metrics request itself
                             break
                         await asyncio.sleep(0.02)
+                    assert busy >= n + 1, f"only {busy - 1} of {n} requests in flight"
                     server.proc.send_signal(signal.SIGTERM)
                 return await asyncio.gather(*tasks, return_exceptions=True)
 

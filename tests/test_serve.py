@@ -115,14 +115,16 @@ def expected(files: dict[str, Path]) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def server(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[Server]:
     # --api-key-file on loopback: the key is enforced wherever a key is given, so the off-loopback
     # check is tested here without binding a public address.
     s = Server(files["checkpoint"], "--precision", "fp32", "--backend", "torch", "--no-compile", "--max-batch", "16",
                "--max-wait-ms", "20", "--max-queue", "64", "--max-images", "100", "--max-body-mb", "0.25",
-               "--max-image-pixels", "1000000", "--read-timeout-s", "3", "--api-key-file", str(files["key"]),
+               "--max-image-pixels", "1000000", "--read-timeout-s", "2", "--api-key-file", str(files["key"]),
                log=tmp_path_factory.mktemp("log") / "server.log")
     try:
+        request.getfixturevalue("expected")  # `resnet predict` runs while the server starts
         s.wait_ready()
         yield s
     finally:
@@ -265,12 +267,16 @@ def test_open_inference_protocol_v2(client: httpx.Client, files: dict[str, Path]
     assert client.post("/v2/models/other/infer", json=body).status_code == 404
 
 
-def test_public_host_requires_an_api_key(files: dict[str, Path]) -> None:
-    out = subprocess.run([sys.executable, "-m", "resnet", "serve", "--checkpoint", str(files["checkpoint"]),
-                          "--host", "0.0.0.0", "--port", str(free_port())], env=ENV, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("resnet: error: --host 0.0.0.0") and "--api-key-file" in out.stderr
+def test_public_host_requires_an_api_key(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from resnet.cli.main import main
+
+    # Refused before anything is loaded or bound (in-process: the same CLI path, without a second torch import).
+    assert main(["serve", "--checkpoint", str(files["checkpoint"]), "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("resnet: error: --host 0.0.0.0") and "--api-key-file" in err[0]
+    assert main(["serve", "--checkpoint", str(files["checkpoint"]), "--host", "0.0.0.0",
+                 "--api-key-file", str(files["checkpoint"].with_name("missing"))]) == 2
+    assert "--api-key-file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

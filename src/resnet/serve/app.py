@@ -230,6 +230,11 @@ def submit(state: ServerState, images: list[torch.Tensor]) -> list[asyncio.Futur
         raise RequestError(503, "shutting_down", "the server is shutting down", {"Connection": "close"}) from None
 
 
+def incoming(state: ServerState, n: int) -> contextlib.AbstractContextManager[None]:
+    """Tell the batcher ``n`` images are on their way, so a forming batch waits for them."""
+    return state.batcher.incoming(n) if state.batcher is not None else contextlib.nullcontext()
+
+
 async def decode(state: ServerState, data: bytes) -> torch.Tensor:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(state.decode_pool, state.model.preprocess, data,
@@ -270,12 +275,13 @@ async def predict(request: Request) -> Response:
     if len(images) != 1:
         raise RequestError(400, "too_many_images", f"/v1/predict takes one image, got {len(images)}; "
                            "use /v1/predict/batch")
-    try:
-        image = await decode(state, images[0][1])
-    except RequestError as exc:
-        state.metrics.errors.labels(exc.kind).inc()
-        raise
-    (future,) = submit(state, [image])
+    with incoming(state, 1):
+        try:
+            image = await decode(state, images[0][1])
+        except RequestError as exc:
+            state.metrics.errors.labels(exc.kind).inc()
+            raise
+        (future,) = submit(state, [image])
     probs = await future
     return JSONResponse({"model": state.model.name, "predictions": top_classes(probs, state.model.class_names, k)})
 
@@ -288,12 +294,13 @@ async def predict_batch(request: Request) -> Response:
     images = await request_images(request, limit)
     if len(images) > limit:
         raise RequestError(400, "too_many_images", f"{len(images)} images exceed --max-images ({limit})")
-    decoded = await asyncio.gather(*(decode(state, data) for _, data in images), return_exceptions=True)
-    good = [i for i, d in enumerate(decoded) if isinstance(d, torch.Tensor)]
-    for d in decoded:
-        if isinstance(d, BaseException) and not isinstance(d, RequestError):
-            raise d
-    futures = submit(state, [decoded[i] for i in good]) if good else []
+    with incoming(state, len(images)):
+        decoded = await asyncio.gather(*(decode(state, data) for _, data in images), return_exceptions=True)
+        good = [i for i, d in enumerate(decoded) if isinstance(d, torch.Tensor)]
+        for d in decoded:
+            if isinstance(d, BaseException) and not isinstance(d, RequestError):
+                raise d
+        futures = submit(state, [decoded[i] for i in good]) if good else []
     results: list[dict[str, Any]] = []
     scored = dict(zip(good, futures))
     for i, ((name, _), d) in enumerate(zip(images, decoded)):

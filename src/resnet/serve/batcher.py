@@ -1,8 +1,9 @@
 """Dynamic batching: images from concurrent requests scored together, on one inference thread.
 
-An image waits at most ``max_wait_s`` after the first image of its batch arrived (or not at all when
-the engine was busy meanwhile and the queue already holds a batch); at most ``max_batch`` images go
-in one call. The queue is bounded: ``submit`` refuses what would overflow it (the caller answers 503)
+An image waits at most ``max_wait_s`` after the first image of its batch arrived, and only while
+more images are on their way (requests received and still decoding, see ``incoming``): a lone
+request is scored at once, and one that queued while the engine was busy goes with the next batch
+without further wait. At most ``max_batch`` images go in one call. The queue is bounded: ``submit`` refuses what would overflow it (the caller answers 503)
 instead of letting latency grow without limit. One thread runs the engine, so batches never compete
 for the cores with each other; decoding happens in a separate pool, before ``submit``.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,12 +55,23 @@ class Batcher:
         self._pending: collections.deque[_Item] = collections.deque()
         self._wake = asyncio.Event()
         self._closed = False
+        self._incoming = 0  # images received and being decoded: worth waiting for
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resnet-infer")
         self._task: asyncio.Task[None] | None = None
         self._seconds_per_image = 0.01  # running estimate, for Retry-After
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="resnet-batcher")
+
+    @contextlib.contextmanager
+    def incoming(self, n: int = 1) -> Iterator[None]:
+        """Announce ``n`` images that are being decoded and will be submitted (or fail) inside the block."""
+        self._incoming += n
+        try:
+            yield
+        finally:
+            self._incoming -= n
+            self._wake.set()
 
     def submit(self, images: Sequence[torch.Tensor]) -> list[asyncio.Future[torch.Tensor]]:
         """Queue ``images`` (all or none); their futures resolve to probability rows."""
@@ -92,7 +105,7 @@ class Batcher:
                 await self._wake.wait()
                 continue
             deadline = self._pending[0].enqueued + self.max_wait_s
-            while len(self._pending) < self.max_batch and not self._closed:
+            while len(self._pending) < self.max_batch and self._incoming > 0 and not self._closed:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

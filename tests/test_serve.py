@@ -14,17 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx  # the test extra installs the serve extra's stack and httpx
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
-httpx = pytest.importorskip("httpx", reason="the serve extra is not installed: pip install .[serve]")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
-
-import resnet  # noqa: E402
+import resnet
 
 CLASSES = ["tee", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 KEY = "k" * 8 + "0123456789abcdef"

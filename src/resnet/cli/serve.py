@@ -13,8 +13,11 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a checkpoint over HTTP with dynamic batching", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE",
+    p.add_argument("--checkpoint", default=None, metavar="RUN_OR_FILE",
                    help="a run folder (its best checkpoint) or a .safetensors file")
+    p.add_argument("--pretrained", default=None, metavar="NAME",
+                   help="a published weight set by name (`resnet models --pretrained`), with its classes and "
+                        "preprocessing; with --checkpoint FILE, that file is used for it")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1); any other than loopback requires --api-key-file")
     p.add_argument("--port", type=int, default=8000)
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     engine = EngineOptions(fast=args.fast, precision=args.precision, backend=args.backend, compile=args.compile,
                            max_batch=args.max_batch)
     serve(ServeSettings(
-        checkpoint=args.checkpoint, host=args.host, port=args.port, name=args.name, device=args.device,
+        checkpoint=args.checkpoint, pretrained=args.pretrained, host=args.host, port=args.port, name=args.name, device=args.device,
         unsafe=args.unsafe_load, engine=engine, max_wait_ms=args.max_wait_ms, limits=limits,
         api_key_file=args.api_key_file, decode_threads=args.decode_threads,
     ))

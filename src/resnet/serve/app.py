@@ -52,7 +52,8 @@ REFUSED_CONTENT_TYPES = ("text/", "application/json")
 
 @dataclass
 class ServeSettings:
-    checkpoint: str
+    checkpoint: str | None
+    pretrained: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     name: str | None = None
@@ -166,7 +167,8 @@ class Guard:
             nonlocal received
             remaining = start + limits.read_timeout_s - time.perf_counter()
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+                async with asyncio.timeout(max(remaining, 0.001)):  # no extra task per chunk, unlike wait_for
+                    message = await receive()
             except TimeoutError:
                 raise RequestError(408, "read_timeout", f"the request body did not arrive within "
                                    f"{limits.read_timeout_s:g} s", {"Connection": "close"}) from None
@@ -491,7 +493,8 @@ def serve(settings: ServeSettings) -> None:
     api_key = read_api_key(settings.api_key_file) if settings.api_key_file else None
     # Pillow's decompression-bomb bound is process-wide; this process is the server.
     Image.MAX_IMAGE_PIXELS = settings.limits.max_image_pixels
-    model = load_served_model(settings.checkpoint, name=settings.name, device=settings.device, unsafe=settings.unsafe)
+    model = load_served_model(settings.checkpoint, pretrained=settings.pretrained, name=settings.name,
+                              device=settings.device, unsafe=settings.unsafe)
     state = ServerState(model, settings, api_key, Metrics(settings.engine.max_batch),
                         ThreadPoolExecutor(max_workers=settings.decode_threads, thread_name_prefix="resnet-decode"))
     limits = settings.limits

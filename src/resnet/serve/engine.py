@@ -12,7 +12,7 @@ import hashlib
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,9 @@ class ServedModel:
     precision: str = "fp32"
     variant: str = "eager"
     warmup_s: float = 0.0
-    info: dict[str, Any] = field(default_factory=dict)
+    # Published weights' own preprocessing (shorter side to resize_size, centre crop); None: resize.
+    resize_size: int | None = None
+    interpolation: str = "bilinear"
 
     @property
     def ready(self) -> bool:
@@ -66,8 +68,10 @@ class ServedModel:
         Raises ``RequestError`` (400/415) naming the problem for anything that is not a usable image.
         """
         check_image_header(data, max_pixels)
+        # Only published weights carry resize_size: a checkpoint of ours decodes exactly as `resnet predict` does.
+        crop = {"resize_size": self.resize_size, "interpolation": self.interpolation} if self.resize_size else {}
         try:
-            array = decode_image(io.BytesIO(data), in_chans=self.in_chans, image_size=self.image_size)
+            array = decode_image(io.BytesIO(data), in_chans=self.in_chans, image_size=self.image_size, **crop)
         except BadImage as exc:
             raise RequestError(400, "bad_image", f"cannot decode the image (truncated or corrupt?): {exc}") from None
         return self.normalizer(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None])[0]
@@ -83,7 +87,9 @@ class ServedModel:
         return {
             "name": self.name, "arch": self.loaded.metadata.get("arch"), "classes": self.class_names,
             "input_size": [self.in_chans, *self.image_size],
-            "preprocessing": {"resize": list(self.image_size), "interpolation": "bilinear",
+            "preprocessing": {"resize": self.resize_size or list(self.image_size),
+                              "centre_crop": list(self.image_size) if self.resize_size else None,
+                              "interpolation": self.interpolation,
                               "channels": "gray" if self.in_chans == 1 else "RGB", "scale": "1/255",
                               "mean": self.mean, "std": self.std},
             "backend": self.backend, "precision": self.precision, "variant": self.variant,
@@ -92,10 +98,11 @@ class ServedModel:
         }
 
 
-def load_served_model(checkpoint: str | Path, *, name: str | None = None, device: str | None = None,
-                      unsafe: bool = False) -> ServedModel:
-    """Read a checkpoint (file or run folder) and what it says about its inputs; no engine yet."""
-    loaded = load_checkpoint(checkpoint, device=device, unsafe=unsafe)
+def load_served_model(checkpoint: str | Path | None, *, pretrained: str | None = None, name: str | None = None,
+                      device: str | None = None, unsafe: bool = False) -> ServedModel:
+    """Read a checkpoint (file or run folder), or a published weight set by name, and what it says about
+    its inputs; no engine yet."""
+    loaded = load_checkpoint(weights_source(checkpoint, pretrained), device=device, unsafe=unsafe)
     meta = loaded.metadata
     missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
     if missing:
@@ -112,7 +119,23 @@ def load_served_model(checkpoint: str | Path, *, name: str | None = None, device
     names += [str(i) for i in range(len(names), num_classes)]
     return ServedModel(loaded, name or str(meta.get("arch") or loaded.path.stem), names, in_chans, image_size,
                        [float(m) for m in meta["mean"]], [float(s) for s in meta["std"]], file_sha256(loaded.path),
-                       Normalizer(meta["mean"], meta["std"], "cpu"))
+                       Normalizer(meta["mean"], meta["std"], "cpu"),
+                       resize_size=int(meta["resize_size"]) if meta.get("resize_size") else None,
+                       interpolation=str(meta.get("interpolation") or "bilinear"))
+
+
+def weights_source(checkpoint: str | Path | None, pretrained: str | None) -> Any:
+    """What ``load_checkpoint`` takes: the checkpoint path, or (``pretrained``) a published weight set by
+    name through the project's loader for them (``resnet.train.inference.CheckpointSource``)."""
+    if not pretrained:
+        if not checkpoint:
+            raise ResNetError("no weights given: pass --checkpoint RUN_OR_FILE or --pretrained NAME")
+        return checkpoint
+    try:
+        from resnet.train.inference import CheckpointSource  # type: ignore[attr-defined]
+    except ImportError:
+        raise ResNetError("--pretrained needs the published-weights loader, which this installation lacks") from None
+    return CheckpointSource(path=str(checkpoint) if checkpoint else None, pretrained=pretrained)
 
 
 def warm_up(model: ServedModel, options: EngineOptions) -> None:

@@ -11,8 +11,9 @@ starts two servers on 127.0.0.1, one after the other:
   same preprocessing code;
 * ``resnet serve``: dynamic batching on the engine ``resnet.optimize`` picks here.
 
-Each is driven by 1, 8 and 32 concurrent clients (httpx, keep-alive) for a fixed number of requests
-(after a warm-up of as many), and the script prints throughput and p50/p95/p99 latency per setting,
+Each is driven by 1, 8 and 32 concurrent clients (httpx, keep-alive; 8 per client process, since one
+event loop of httpx clients saturates near that) for a fixed number of requests (after a warm-up of two
+per client), and the script prints throughput and p50/p95/p99 latency per setting,
 the ratio to the naive server in the same run, and the CPU line of ``resnet.device.describe()``.
 The servers run in subprocesses; the clients share the machine with them, as real clients would not,
 so the figures are a floor.
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import io
 import json
+import multiprocessing as mp
 import os
 import signal
 import socket
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,8 +104,11 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise SystemExit(f"server at {url} not ready within {timeout} s")
 
 
-async def drive(url: str, image: bytes, clients: int, requests: int) -> tuple[float, list[float], int]:
-    """``clients`` workers send ``requests`` requests in total; (wall seconds, latencies, failures)."""
+CLIENTS_PER_PROCESS = 8  # one httpx event loop saturates near 8 busy connections on a small machine
+
+
+async def drive(url: str, image: bytes, clients: int, requests: int, barrier: Any) -> tuple[float, float, list[float], int]:
+    """``clients`` workers send ``requests`` requests in total after a warm-up; (start, end, latencies, failures)."""
     import httpx
 
     latencies: list[float] = []
@@ -119,14 +125,39 @@ async def drive(url: str, image: bytes, clients: int, requests: int) -> tuple[fl
             failures += response.status_code != 200
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
         left = clients * 2  # warm-up: connections open, thread pools and engines settled
         await asyncio.gather(*(worker(client) for _ in range(clients)))
         latencies.clear()
         failures, left = 0, requests
+        barrier.wait()  # every client process starts the timed part together (nothing else runs in this loop now)
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(clients)))
-        return time.perf_counter() - start, latencies, failures
+        return start, time.perf_counter(), latencies, failures
+
+
+def client_process(url: str, image: bytes, clients: int, requests: int, barrier: Any, results: Any) -> None:
+    results.put(asyncio.run(drive(url, image, clients, requests, barrier)))
+
+
+def load(url: str, image: bytes, clients: int, requests: int) -> tuple[float, list[float], int]:
+    """Drive the server from enough processes that the load generator is not the bottleneck.
+
+    (wall seconds from the first timed request to the last answer, latencies, failures).
+    perf_counter is the system-wide monotonic clock on Linux, so the processes' times compare.
+    """
+    ctx = mp.get_context("spawn")
+    procs = -(-clients // CLIENTS_PER_PROCESS)
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    shares = [(clients // procs + (i < clients % procs), requests // procs + (i < requests % procs)) for i in range(procs)]
+    workers = [ctx.Process(target=client_process, args=(url, image, c, n, barrier, results)) for c, n in shares]
+    for w in workers:
+        w.start()
+    found = [results.get(timeout=1800) for _ in workers]
+    for w in workers:
+        w.join()
+    latencies = [t for _, _, lat, _ in found for t in lat]
+    return max(f[1] for f in found) - min(f[0] for f in found), latencies, sum(f[3] for f in found)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,8 +173,9 @@ def measure(command: list[str], port: int, image: bytes, clients: list[int], req
     try:
         wait_ready(url, proc, ready_timeout)
         for c in clients:
-            wall, latencies, failures = asyncio.run(drive(url, image, c, requests))
-            rows.append({"clients": c, "requests": requests, "failures": failures, "images_per_s": requests / wall,
+            n = max(requests, 8 * c)  # at least 8 full batches' worth at every concurrency
+            wall, latencies, failures = load(url, image, c, n)
+            rows.append({"clients": c, "requests": n, "failures": failures, "images_per_s": n / wall,
                          "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
                          "p99_ms": 1000 * percentile(latencies, 99)})
             print(json.dumps({"command": command[3:5], **rows[-1]}), file=sys.stderr, flush=True)
@@ -182,7 +214,7 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet50")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--requests", default="resnet20:384,resnet50:128",
-                        help="requests per (server, clients) setting, per model")
+                        help="requests per (server, clients) setting, per model (at least 8 per client)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--serve-flags", default="", help="extra flags for resnet serve, e.g. '--no-compile'")

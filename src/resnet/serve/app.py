@@ -525,14 +525,18 @@ def serve(settings: ServeSettings) -> None:
 
 
 def _header_deadline_protocol(timeout_s: float) -> type:
-    """uvicorn's h11 protocol, plus a deadline for a new connection to send its request headers.
+    """uvicorn's HTTP protocol (httptools where installed, as uvicorn's "auto" picks, else h11), plus a
+    deadline for a new connection to send its request headers.
 
     uvicorn arms its keep-alive timer only after a response, so a client that connects and sends
     nothing (or trickles its headers) would hold the connection forever.
     """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
-    class HeaderDeadline(H11Protocol):
+    class HeaderDeadline(Base):  # type: ignore[misc, valid-type]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self.loop.call_later(timeout_s, self._drop_if_silent)

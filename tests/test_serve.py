@@ -319,3 +319,33 @@ def test_overload_503_and_sigterm_loses_no_accepted_request(tmp_path: Path) -> N
             httpx.get(server.url + "/healthz", timeout=5)
     finally:
         server.stop()
+
+
+def test_pretrained_weights_served_as_predict_prepares_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--pretrained NAME: the published weights' resize-and-centre-crop, the same answer as `predict --pretrained`."""
+    pretrained = pytest.importorskip("resnet.models.pretrained", reason="the published-weights loader (weights branch)")
+    from resnet.models import registry
+    from resnet.models.hub import file_sha256
+    from resnet.serve.engine import EngineOptions, load_served_model, warm_up
+    from resnet.train.inference import CheckpointSource, predict_files
+
+    monkeypatch.setenv("RESNET_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    raw = tmp_path / "raw.pth"
+    torch.save(resnet.create_model("resnet20", num_classes=3).state_dict(), raw)
+    digest = file_sha256(raw)
+    served = raw.rename(tmp_path / f"resnet20_tiny-{digest[:8]}.pth")  # a file:// "download": no network
+    cfg = pretrained.PretrainedCfg(arch="resnet20", tag="tiny", url=served.as_uri(), sha256=digest[:8],
+                                   class_names=("cat", "dog", "fish"), input_size=(3, 24, 24), mean=(0.5, 0.4, 0.3),
+                                   std=(0.2, 0.25, 0.3), interpolation="bicubic", crop_fraction=24 / 30, resize_size=30,
+                                   source="test", license="mit", top1=12.5)
+    monkeypatch.setitem(registry._PRETRAINED, "resnet20", {"tiny": cfg})
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)))
+    want = predict_files(CheckpointSource(pretrained="resnet20.tiny"), [image], top_k=3)[0].top
+    model = load_served_model(None, pretrained="resnet20.tiny")
+    warm_up(model, EngineOptions(fast=False, max_batch=2))
+    probs = model.score(model.preprocess(image.read_bytes(), 10**7)[None])[0]
+    assert model.describe()["preprocessing"]["centre_crop"] == [24, 24]
+    assert [(name, index) for name, index, _ in want] == [(model.class_names[i], i) for i in probs.argsort(descending=True).tolist()]
+    assert max(abs(p - float(probs[i])) for _, i, p in want) < 1e-6

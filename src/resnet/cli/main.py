@@ -16,7 +16,7 @@ import sys
 from resnet import __version__, report
 from resnet.errors import ResNetError
 
-SUBCOMMANDS = ("train", "evaluate", "predict", "models", "summary", "diagram", "export", "convert", "bench")
+SUBCOMMANDS = ("train", "evaluate", "predict", "models", "summary", "diagram", "export", "convert", "bench", "serve", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

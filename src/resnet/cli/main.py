@@ -15,7 +15,7 @@ import sys
 from resnet import __version__, report
 from resnet.errors import ResNetError
 
-SUBCOMMANDS = ("train", "evaluate", "predict", "models", "summary", "diagram", "export", "bench")
+SUBCOMMANDS = ("train", "evaluate", "predict", "models", "summary", "diagram", "export", "bench", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

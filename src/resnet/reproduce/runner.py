@@ -13,9 +13,10 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -185,10 +186,8 @@ def budget_schedule(members: Sequence[Member], minutes: float, *, jobs: int, thr
 # Running members
 
 
-def _log_to(path: Path | None) -> logging.Handler | None:
-    """Send the member's training log to a file (a worker process has no terminal of its own to share)."""
-    if path is None:
-        return None
+def _log_to(path: Path) -> logging.Handler:
+    """Send the member's training log to a file too (a worker process has no terminal of its own to share)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -199,21 +198,43 @@ def _log_to(path: Path | None) -> logging.Handler | None:
     return handler
 
 
-def train_member(config_values: dict[str, Any], run_dir: str, state: str, log_path: str | None = None) -> str:
-    """Train (or finish) one member; runs in this process or in a worker. Returns the run folder."""
-    handler = _log_to(Path(log_path)) if log_path else None
+def train_member(config: TrainConfig, run_dir: Path, state: str, log_path: Path) -> None:
+    """Train (or finish) one member in this process, its log also written to ``log_path``."""
+    handler = _log_to(log_path)
     try:
-        config = TrainConfig(**config_values)
-        run_training(config, out=Path(run_dir), resume=state == "partial", overwrite=state == "new")
+        run_training(config, out=run_dir, resume=state == "partial", overwrite=state == "new")
     finally:
-        if handler is not None:
-            logging.getLogger("resnet").removeHandler(handler)
-            handler.close()
-    return run_dir
+        logging.getLogger("resnet").removeHandler(handler)
+        handler.close()
+
+
+def _worker(config_values: dict[str, Any], run_dir: str, state: str, log_path: str) -> None:
+    """A worker process's body: exit status 0 done, 2 a ResNetError (its line is the log's last), 130 stopped."""
+    try:
+        train_member(TrainConfig(**config_values), Path(run_dir), state, Path(log_path))
+    except ResNetError as exc:
+        _append(Path(log_path), f"error: {exc}")
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:  # a stop signal: the member saved its checkpoint
+        raise SystemExit(130) from None
+
+
+def _append(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def _last_error(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error: ")]
+    return errors[-1][len("error: "):] if errors else (lines[-1] if lines else "no log")
 
 
 def run_members(members: Sequence[Member], configs: dict[str, TrainConfig], out: Path, *, jobs: int) -> None:
-    """Train every member that is not done: in this process (``jobs`` 1) or ``jobs`` worker processes."""
+    """Train every member that is not done: in this process (``jobs`` 1) or in up to ``jobs`` worker processes."""
     todo = []
     for m in members:
         run_dir = out / m.name
@@ -224,27 +245,63 @@ def run_members(members: Sequence[Member], configs: dict[str, TrainConfig], out:
             continue
         report.info(f"{m.name}: {'resuming from its checkpoint' if state == 'partial' else 'training'} ({run_dir})")
         todo.append((m, state))
-    if not todo:
-        return
     logs = out / "logs"
     if jobs <= 1:
         for m, state in todo:
-            train_member(configs[m.name].to_dict(), str(out / m.name), state, str(logs / f"{m.name}.log"))
+            train_member(configs[m.name], out / m.name, state, logs / f"{m.name}.log")
         return
-    # Dearest first, so the lanes finish close together; spawn, because forking a process that
-    # already runs OpenMP threads can deadlock.
+    # Dearest first, so the lanes finish close together.
     todo.sort(key=lambda item: -item[0].depth)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_member, configs[m.name].to_dict(), str(out / m.name), state, str(logs / f"{m.name}.log")): m
-                   for m, state in todo}
-        try:
-            for future in as_completed(futures):
-                future.result()  # a member's error stops the experiment (finished members are kept)
-                report.info(f"{futures[future].name}: finished")
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    _run_parallel(todo, configs, out, jobs)
+
+
+def _run_parallel(todo: list[tuple[Member, str]], configs: dict[str, TrainConfig], out: Path, jobs: int) -> None:
+    """One process per member, ``jobs`` at a time. A failure, or a stop of this process, sends the running
+    members SIGTERM: each finishes its step, saves its checkpoint and exits, ready to resume."""
+    ctx = get_context("spawn")  # forking a process that already runs OpenMP threads can deadlock
+    queue = list(todo)
+    running: dict[Any, Member] = {}
+    previous = _stop_on_sigterm()
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                m, state = queue.pop(0)
+                log = out / "logs" / f"{m.name}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                proc = ctx.Process(target=_worker, args=(configs[m.name].to_dict(), str(out / m.name), state, str(log)),
+                                   name=f"reproduce-{m.name}")
+                proc.start()
+                running[proc] = m
+            for proc in [p for p in running if not p.is_alive()]:
+                m = running.pop(proc)
+                proc.join()
+                if proc.exitcode == 0:
+                    report.info(f"{m.name}: finished")
+                    continue
+                if proc.exitcode == 130:
+                    raise KeyboardInterrupt
+                raise ResNetError(f"member {m.name} failed ({_last_error(out / 'logs' / f'{m.name}.log')}); "
+                                  f"log: {out / 'logs' / f'{m.name}.log'}; finished members are kept, rerun to continue")
+            time.sleep(0.2)
+    finally:
+        for proc in running:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: the member saves and stops (fit's graceful stop)
+        for proc in running:
+            proc.join()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM to this process stops it like Ctrl-C, so the members it started are stopped and saved too."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def write_manifest(out: Path, request: dict[str, Any], schedule: Schedule) -> None:

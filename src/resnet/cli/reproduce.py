@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="depths (degradation default 20,32,44,56; units 110; shortcuts 32)")
     p.add_argument("--seeds", type=int, default=1, metavar="K", help="repeat each net with K seeds; the table shows mean ± std")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="members trained at once, each with cores // J threads")
+    p.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default the paper's 128)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per member (default cores // jobs)")
     p.add_argument("--out", default=None, metavar="DIR", help="experiment folder (default runs/reproduce-EXPERIMENT)")
     p.add_argument("--json", action="store_true", help="print the table and verdict as JSON")
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_experiment(args.experiment, data=args.data, data_dir=args.data_dir, epochs=args.epochs, steps=args.steps,
                             budget_minutes=args.budget_minutes, depths=args.depths, seeds=args.seeds, jobs=args.jobs,
-                            out=args.out, threads=args.threads)
+                            out=args.out, threads=args.threads,
+                            overrides={"batch_size": args.batch_size} if args.batch_size else None)
     if args.json:
         report.result_json({"experiment": result.experiment, "data": result.data_label, "budget": result.budget_label,
                             "published_source": result.published_source, "rows": result.rows, "verdict": result.verdict})

@@ -144,7 +144,8 @@ def budget_schedule(members: Sequence[Member], minutes: float, *, jobs: int, thr
     gets; a member's cost is iterations x its step time plus its evaluations (the test split after
     every epoch, at a third of a step per batch). Members share ``jobs`` lanes, so the iterations are
     the largest count whose total cost over the lanes, and whose dearest single member, fit in
-    85% of the budget (the rest is start-up, data loading and checkpoints).
+    85% of the budget (the rest is start-up, data loading and checkpoints), rounded down to whole
+    epochs when there is more than one.
     """
     from resnet.data import available_splits, load
     from resnet.device import resolve_device
@@ -176,6 +177,9 @@ def budget_schedule(members: Sequence[Member], minutes: float, *, jobs: int, thr
     if steps < 1:
         raise ResNetError(f"--budget-minutes {minutes:g} is too short for one iteration of every member "
                           f"(measured per step: {timed}); give at least {math.ceil(cost_per_iteration / 60 / BUDGET_SHARE * 10)} minutes")
+    if steps > steps_per_epoch:
+        # Whole epochs: the last row's training error is then a full epoch's mean, like the others.
+        steps -= steps % steps_per_epoch
     epochs = steps / steps_per_epoch
     report.info(f"budget {minutes:g} min on {lanes} lane(s) x {threads} thread(s): measured per training step {timed}; "
                 f"{steps} iterations per member ({epochs:.2f} epochs of {steps_per_epoch} steps)")

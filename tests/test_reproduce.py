@@ -53,6 +53,17 @@ def test_experiments_name_the_papers_nets():
         reproduce.get_experiment("degradation").members([21])
 
 
+def test_bad_requests_fail_before_training(fmnist, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ResNetError, match="not empty and holds no experiment"):
+        reproduce.run("degradation", data_dir=str(fmnist), steps=1, depths=[20], out=tmp_path)
+    with pytest.raises(ResNetError, match="one of --epochs, --steps and --budget-minutes"):
+        reproduce.run("degradation", data_dir=str(fmnist), steps=1, epochs=1, out=tmp_path / "new")
+    with pytest.raises(ResNetError, match="--budget-minutes must be a positive number"):
+        reproduce.run("degradation", data_dir=str(fmnist), budget_minutes=-1, depths=[20], out=tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_degradation_table_holds_our_runs_and_the_published_numbers(degradation):
     rows = {r["key"]: r for r in degradation.rows}
     assert list(rows) == ["plain20", "resnet20", "plain32", "resnet32"]

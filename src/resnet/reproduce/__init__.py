@@ -85,6 +85,8 @@ def run(
                "budget_minutes": budget_minutes, "depths": list(depths or exp.default_depths),
                "seeds": seeds, "overrides": overrides or {}}
     schedule = read_manifest(out, request)
+    if schedule is None and out.is_dir() and any(out.iterdir()):
+        raise ResNetError(f"--out {out} is a folder that is not empty and holds no experiment; choose a new or empty folder")
     if schedule is None:
         if budget_minutes is not None:
             schedule = budget_schedule(members, budget_minutes, jobs=jobs, threads=threads, data=data, data_dir=data_dir, overrides=overrides)

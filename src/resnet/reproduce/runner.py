@@ -190,25 +190,22 @@ def budget_schedule(members: Sequence[Member], minutes: float, *, jobs: int, thr
 # Running members
 
 
-def _log_to(path: Path) -> logging.Handler:
-    """Send the member's training log to a file too (a worker process has no terminal of its own to share)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+def train_member(config: TrainConfig, run_dir: Path, state: str, log_path: Path) -> None:
+    """Train (or finish) one member in this process, its log also written to ``log_path``
+    (a worker process has no terminal of its own to share)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logger = logging.getLogger("resnet")
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+    level = logger.level
+    if level == logging.NOTSET:  # unconfigured (a worker, a library caller): keep the training log; -q stays quiet
         logger.setLevel(logging.INFO)
-    return handler
-
-
-def train_member(config: TrainConfig, run_dir: Path, state: str, log_path: Path) -> None:
-    """Train (or finish) one member in this process, its log also written to ``log_path``."""
-    handler = _log_to(log_path)
+    logger.addHandler(handler)
     try:
         run_training(config, out=run_dir, resume=state == "partial", overwrite=state == "new")
     finally:
-        logging.getLogger("resnet").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
 
 

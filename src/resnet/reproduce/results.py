@@ -104,8 +104,8 @@ def verdict(experiment: Experiment, rows: Sequence[dict[str, Any]]) -> dict[str,
         both = degrades and improves
         text = (f"verdict: degradation {'REPRODUCED' if both else 'NOT reproduced'}: "
                 f"{pd['net']} ends with {'higher' if degrades else 'lower or equal'} training error than {ps['net']} "
-                f"({pd['train_error']:.2f}% vs {ps['train_error']:.2f}%), and {rd['net']} "
-                f"{'lower' if improves else 'higher or equal'} than {rs['net']} ({rd['train_error']:.2f}% vs {rs['train_error']:.2f}%)")
+                f"({pd['train_error']:.2f}% vs {ps['train_error']:.2f}%), and {rd['net']} ends "
+                f"{'lower' if improves else 'NOT lower'} than {rs['net']} ({rd['train_error']:.2f}% vs {rs['train_error']:.2f}%)")
         return {"text": text, "reproduced": both, "plain_deeper_trains_worse": degrades, "residual_deeper_trains_better": improves}
     scored = [r for r in rows if r["test_error"] is not None]
     if not scored:

@@ -323,7 +323,7 @@ def test_overload_503_and_sigterm_loses_no_accepted_request(tmp_path: Path) -> N
 
 def test_pretrained_weights_served_as_predict_prepares_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--pretrained NAME: the published weights' resize-and-centre-crop, the same answer as `predict --pretrained`."""
-    pretrained = pytest.importorskip("resnet.models.pretrained", reason="the published-weights loader (weights branch)")
+    from resnet.models import pretrained
     from resnet.models import registry
     from resnet.models.hub import file_sha256
     from resnet.serve.engine import EngineOptions, load_served_model, warm_up

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from resnet.errors import ResNetError
-from resnet.models.resnet import ResNet
+from resnet.models.resnet import ResNet, keep_frozen_in_eval
 
 # What a backbone does not keep; checkpoint keys under these prefixes are ignored when loading into one.
 HEAD_MODULES = ("avgpool", "fc")
@@ -76,10 +76,5 @@ class FeatureBackbone(nn.Module):
         """As nn.Module.train, but frozen stages (and, with norm_eval, every BN) stay in eval mode."""
         super().train(mode)
         if mode:
-            for module in self.frozen_modules():
-                module.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+            keep_frozen_in_eval(self)
         return self

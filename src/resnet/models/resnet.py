@@ -585,10 +585,16 @@ class ResNet(nn.Module):
         """As nn.Module.train, but frozen stages (and, with norm_eval, every BN) stay in eval mode."""
         super().train(mode)
         if mode:
-            for module in self.frozen_modules():
-                module.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+            keep_frozen_in_eval(self)
         return self
+
+
+def keep_frozen_in_eval(net: Any) -> None:
+    """After ``train()``: the frozen modules (and, with ``norm_eval``, every BatchNorm) back in eval mode,
+    so their running statistics stay those of the pretrained weights (ResNet and its backbone wrapper)."""
+    for module in net.frozen_modules():
+        module.eval()
+    if net.norm_eval:
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()

@@ -24,7 +24,7 @@ from resnet.data.augment import Normalizer
 from resnet.data.images import BadImage, decode_image
 from resnet.errors import ResNetError
 from resnet.serve.limits import RequestError, check_image_header
-from resnet.train.inference import Loaded, calibration_batches, load_checkpoint
+from resnet.train.inference import CheckpointSource, Loaded, calibration_batches, input_preparation, load_checkpoint
 
 
 @dataclass
@@ -104,16 +104,7 @@ def load_served_model(checkpoint: str | Path | None, *, pretrained: str | None =
     its inputs; no engine yet."""
     loaded = load_checkpoint(weights_source(checkpoint, pretrained), device=device, unsafe=unsafe)
     meta = loaded.metadata
-    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
-    if missing:
-        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
-                          "as in training; use a checkpoint written by `resnet train`")
-    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
-    if len(meta["mean"]) != in_chans or len(meta["std"]) != in_chans:
-        raise ResNetError(f"{loaded.path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values but the "
-                          f"model takes {in_chans} channels")
-    size = meta["image_size"]
-    image_size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+    in_chans, image_size = input_preparation(loaded)  # the same checks and sizes as `resnet predict`
     num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
     names = [str(n) for n in (meta.get("class_names") or range(num_classes))]
     names += [str(i) for i in range(len(names), num_classes)]
@@ -131,10 +122,6 @@ def weights_source(checkpoint: str | Path | None, pretrained: str | None) -> Any
         if not checkpoint:
             raise ResNetError("no weights given: pass --checkpoint RUN_OR_FILE or --pretrained NAME")
         return checkpoint
-    try:
-        from resnet.train.inference import CheckpointSource  # type: ignore[attr-defined]
-    except ImportError:
-        raise ResNetError("--pretrained needs the published-weights loader, which this installation lacks") from None
     return CheckpointSource(path=str(checkpoint) if checkpoint else None, pretrained=pretrained)
 
 

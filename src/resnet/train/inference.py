@@ -365,9 +365,7 @@ class PredictionStream:
         from resnet.data.augment import Normalizer
 
         meta = self.loaded.metadata
-        in_chans = int(meta.get("in_chans") or len(meta["mean"]))
-        image_size = meta["image_size"]
-        size = (int(image_size), int(image_size)) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[-1]))
+        in_chans, size = input_preparation(self.loaded)
         normalize = Normalizer(meta["mean"], meta["std"], "cpu")  # exactly as in training
         model: Callable[[torch.Tensor], torch.Tensor] | None = None if self.fast else self.loaded.model
         self.failures, first_failure = 0, None
@@ -403,6 +401,22 @@ class PredictionStream:
                 for vs, ix in zip(values, indices)]
 
 
+def input_preparation(loaded: Loaded) -> tuple[int, tuple[int, int]]:
+    """(channels, (H, W)) that images are prepared at for this checkpoint, as in training; a ResNetError
+    when its metadata cannot say (no image size or statistics, or statistics of another channel count)."""
+    meta = loaded.metadata
+    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
+    if missing:
+        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
+                          "as in training; use a checkpoint written by `resnet train`")
+    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
+    if len(meta["mean"]) != in_chans or len(meta["std"]) != in_chans:
+        raise ResNetError(f"{loaded.path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values but the model "
+                          f"takes {in_chans} channels")
+    size = meta["image_size"]
+    return in_chans, ((int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1])))
+
+
 def predict_stream(
     path: str | Path | CheckpointSource,
     inputs: Sequence[str | Path],
@@ -428,14 +442,7 @@ def predict_stream(
     total = _check_inputs(inputs)
     loaded = load_checkpoint(path, device=device if not fast else "cpu", unsafe=unsafe)
     meta = loaded.metadata
-    missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
-    if missing:
-        raise ResNetError(f"{loaded.path} lacks {', '.join(missing)} in its metadata, so images cannot be prepared "
-                          "as in training; use a checkpoint written by `resnet train`")
-    in_chans = int(meta.get("in_chans") or len(meta["mean"]))
-    if len(meta["mean"]) != in_chans or len(meta["std"]) != in_chans:
-        raise ResNetError(f"{loaded.path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values but the model "
-                          f"takes {in_chans} channels")
+    input_preparation(loaded)  # fails now, before any file is read, if images cannot be prepared
     num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     return PredictionStream(loaded, list(inputs), total, max(1, min(top_k, num_classes)), names, batch_size,

@@ -168,6 +168,17 @@ def test_fit_writes_a_complete_run_folder(fmnist: Path, tmp_path: Path) -> None:
         assert torch.equal(a.cpu(), b), k
 
 
+def test_test_every_scores_the_test_split_on_those_epochs_and_after_the_last(fmnist: Path, tmp_path: Path) -> None:
+    config = tiny_config(fmnist, epochs=3, test_every=2, val_size=None)
+    train, val, test = splits(config)
+    result = fit(tiny_model(train), train, val, config, out=tmp_path / "run", test_data=test)
+    scored = [row.get("test_top1") is not None for row in result.history]
+    assert scored == [False, True, True]  # epoch 2, and epoch 3 because it is the last
+    assert result.summary["test_top1"] == result.history[-1]["test_top1"]
+    with pytest.raises(ResNetError, match="--test-every"):
+        tiny_config(fmnist, test_every=0)
+
+
 def test_flip_tta_averages_each_image_with_its_mirror(fmnist: Path) -> None:
     config = tiny_config(fmnist)
     train, _, test = splits(config)

@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S, help="random crop + horizontal flip")
     g.add_argument("--tta", action=argparse.BooleanOptionalAction, default=S,
                    help="score val/test on each image and its mirror image, averaged (flip test-time augmentation)")
+    g.add_argument("--test-every", type=int, default=S, metavar="N",
+                   help="score the test split every N epochs and after the last (default 1: every epoch)")
     g.add_argument("--crop-padding", type=int, default=S, metavar="PIXELS",
                    help="zero padding before the random crop (the paper's 4; 0 = flip only)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")

@@ -56,6 +56,7 @@ class TrainConfig:
     augment: bool = True  # random crop (zero padding of crop_padding pixels) + horizontal flip
     crop_padding: int = 4  # the paper's 4; 28x28 Fashion-MNIST trains better with less (benchmarks/train.md)
     tta: bool = False  # validation and test logits averaged with the mirrored image's (see evaluate)
+    test_every: int = 1  # score the test split every N epochs (and always after the last): a short run's time goes to training
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) (0: off); soft-target loss
     cutmix: float = 0.0  # cutmix's alpha (0: off); with mixup too, one of the two per batch
     # Practitioners' training features.
@@ -199,7 +200,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise bad("schedule", f"'{config.schedule}' is not one of {', '.join(SCHEDULES)}")
     if config.optimizer not in OPTIMIZERS:
         raise bad("optimizer", f"'{config.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
+    for name in ("epochs", "batch_size", "eval_batch_size", "test_every"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise bad(name, f"must be a positive whole number, got {value!r}")

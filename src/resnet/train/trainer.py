@@ -384,8 +384,9 @@ class Trainer:
         if self.val_data is not None:
             val = self._evaluate(self.val_data)
             row.update(val_loss=val.loss, val_top1=val.top1, val_top5=val.top5)
-        if self.test_data is not None:
-            # Test error every epoch, as in the paper's figures; reported only, never used to choose.
+        self.last_test = None
+        if self.test_data is not None and ((epoch + 1) % config.test_every == 0 or epoch + 1 == self.num_epochs):
+            # Test error every epoch by default, as in the paper's figures; reported only, never used to choose.
             self.last_test = self._evaluate(self.test_data)
             row.update(test_loss=self.last_test.loss, test_top1=self.last_test.top1)
         row["seconds"] = round(time.perf_counter() - epoch_start, 3)

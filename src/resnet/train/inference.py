@@ -110,6 +110,23 @@ def load_checkpoint(path: str | Path | CheckpointSource, *, device: str | torch.
     return Loaded(model, meta, file, device)
 
 
+def data_preparation(meta: dict[str, Any], image_size: int | Sequence[int] | str | None = None) -> tuple[list[int] | None, Any]:
+    """(image size, PhotoTransforms or None) to load a dataset with for this checkpoint, as its run validated.
+
+    A run trained on photos: resize + centre crop at its image size. ``image_size`` (e.g. --image-size)
+    evaluates at another size; None otherwise: the data's own size, as before photos.
+    """
+    from resnet.data.photo import PhotoTransforms
+    from resnet.train.config import parse_image_size
+
+    size = parse_image_size(image_size, "--image-size")
+    if meta.get("train_crop") != "resized":
+        return size, None
+    size = size or [int(v) for v in meta["image_size"]]
+    return size, PhotoTransforms(size=(size[0], size[-1]), crop_fraction=float(meta.get("crop_fraction") or 1.0),
+                                 interpolation=str(meta.get("interpolation") or "bilinear"))
+
+
 def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 64) -> list[torch.Tensor] | None:
     """About ``count`` shuffled training images of the checkpoint's dataset, prepared as in training.
 
@@ -123,8 +140,9 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
     spec = run.get("data") or meta.get("dataset")
     if not spec:
         return None
+    size, photo = data_preparation(meta)
     try:
-        train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)))
+        train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)), image_size=size, photo=photo)
     except ResNetError as exc:
         report.warn(f"int8 calibration: the training data of {loaded.path} is not available ({exc})")
         return None
@@ -220,17 +238,10 @@ def evaluate_checkpoint(
     ``image_size`` evaluates at another size instead (N, (H, W) or "HxW").
     """
     from resnet.data import load
-    from resnet.data.photo import PhotoTransforms
-    from resnet.train.config import parse_image_size
 
     loaded = load_checkpoint(path, device=device, unsafe=unsafe)
     meta, run = loaded.metadata, run_config_of(loaded.path)
-    size = parse_image_size(image_size, "--image-size")
-    photo = None
-    if meta.get("train_crop") == "resized":  # prepared as the run validated: resize + centre crop
-        size = size or list(meta["image_size"])
-        photo = PhotoTransforms(size=(size[0], size[-1]), crop_fraction=float(meta.get("crop_fraction") or 1.0),
-                                interpolation=str(meta.get("interpolation") or "bilinear"))
+    size, photo = data_preparation(meta, image_size)
     spec = data or run.get("data") or meta.get("dataset")
     if not spec:
         raise ResNetError(f"{loaded.path} does not say which data it was trained on; pass --data")

@@ -36,7 +36,7 @@ from resnet.train.config import TrainConfig, resolve_config
 from resnet.train.evaluation import EvalResult, evaluate
 from resnet.train.inputs import as_data, epoch_seed
 from resnet.train.rundir import dataset_info, prepare_run_dir, versions
-from resnet.train.schedule import lr_factor_fn, make_scheduler
+from resnet.train.schedule import make_scheduler
 from resnet.train.state import TrainingState, fresh_partial
 from resnet.train.step import amp_dtype_for, make_mix, make_optimizer, make_scaler, make_train_step
 
@@ -438,8 +438,9 @@ class Trainer:
     def _recalibrate_batchnorm(self) -> None:
         """BatchNorm's running statistics recomputed over the whole training set, as evaluated (precise BN).
 
-        Every process goes over the same images, so all end with the same statistics; BatchNorm
-        layers of frozen stages (in eval mode while training) keep theirs.
+        Only the BatchNorm layers run in training mode (dropout and stochastic depth are off, as in
+        evaluation); those of frozen stages (in eval mode while training) keep their statistics.
+        Every process goes over the same images, so all end with the same statistics.
         """
         models = [self.model] + ([self.eval_model] if self.eval_model is not self.model else [])
         norms = [m for model in models for m in model.modules()
@@ -447,7 +448,10 @@ class Trainer:
         if not norms:
             return
         momenta = [m.momentum for m in norms]
+        for model in models:
+            model.eval()
         for m in norms:
+            m.train()
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the batches
         try:
@@ -459,6 +463,8 @@ class Trainer:
         finally:
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
+            for model in models:
+                model.train()
 
     def _evaluate(self, data: Any) -> EvalResult:
         config = self.config
@@ -612,7 +618,7 @@ def photo_transforms(config: TrainConfig) -> Any:
     return PhotoTransforms(
         size=tuple(config.image_size) if config.image_size else None, crop_fraction=config.crop_fraction,
         scale=tuple(config.crop_scale), ratio=tuple(config.crop_ratio), auto_augment=config.auto_augment,
-        random_erasing=config.random_erasing, flip=config.augment,
+        random_erasing=config.random_erasing,
     )
 
 

@@ -89,6 +89,21 @@ def test_image_size_train_eval_predict(photos: Path, tmp_path: Path, capsys: pyt
     assert resize_for(load_checkpoint(out, device="cpu").metadata, (48, 48)) == math.floor(48 / 0.875)
 
 
+def test_small_images_trained_at_another_size_are_evaluated_at_it(tmp_path: Path) -> None:
+    from resnet.train.inference import evaluate_checkpoint
+
+    folder = photo_folder(tmp_path / "small", per_class=8, size=(28, 28))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(folder), *TINY, "--image-size", "20", "--epochs", "1", "--batch-size", "8",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["train_crop"] == "pad"  # 28 px: not photos
+    assert metadata_of(out / "checkpoints" / "last.safetensors")["image_size"] == [20, 20]
+    _, _, split = evaluate_checkpoint(out, split="val", device="cpu")
+    assert split.image_size == (20, 20) and split.photo is None
+    _, _, split = evaluate_checkpoint(out, split="val", device="cpu", image_size="24x16")
+    assert split.image_size == (24, 16)
+
+
 def test_image_size_in_config_files_and_its_errors(tmp_path: Path) -> None:
     for text, expected in (("image_size: 64\n", [64, 64]), ("image_size: 48x64\n", [48, 64]),
                            ("image_size: [48, 64]\n", [48, 64])):

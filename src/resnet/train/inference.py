@@ -110,18 +110,20 @@ def load_checkpoint(path: str | Path | CheckpointSource, *, device: str | torch.
     return Loaded(model, meta, file, device)
 
 
-def data_preparation(meta: dict[str, Any], image_size: int | Sequence[int] | str | None = None) -> tuple[list[int] | None, Any]:
+def data_preparation(meta: dict[str, Any], run: dict[str, Any],
+                     image_size: int | Sequence[int] | str | None = None) -> tuple[list[int] | None, Any]:
     """(image size, PhotoTransforms or None) to load a dataset with for this checkpoint, as its run validated.
 
-    A run trained on photos: resize + centre crop at its image size. ``image_size`` (e.g. --image-size)
-    evaluates at another size; None otherwise: the data's own size, as before photos.
+    A run trained on photos: resize + centre crop at its image size; another run of ours the size it
+    was trained at (its config.json's ``image_size``), else the data's own. ``image_size`` (e.g.
+    --image-size) evaluates at another size.
     """
     from resnet.data.photo import PhotoTransforms
     from resnet.train.config import parse_image_size
 
     size = parse_image_size(image_size, "--image-size")
     if meta.get("train_crop") != "resized":
-        return size, None
+        return size or parse_image_size(run.get("image_size")), None
     size = size or [int(v) for v in meta["image_size"]]
     return size, PhotoTransforms(size=(size[0], size[-1]), crop_fraction=float(meta.get("crop_fraction") or 1.0),
                                  interpolation=str(meta.get("interpolation") or "bilinear"))
@@ -140,7 +142,7 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
     spec = run.get("data") or meta.get("dataset")
     if not spec:
         return None
-    size, photo = data_preparation(meta)
+    size, photo = data_preparation(meta, run)
     try:
         train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)), image_size=size, photo=photo)
     except ResNetError as exc:
@@ -241,7 +243,7 @@ def evaluate_checkpoint(
 
     loaded = load_checkpoint(path, device=device, unsafe=unsafe)
     meta, run = loaded.metadata, run_config_of(loaded.path)
-    size, photo = data_preparation(meta, image_size)
+    size, photo = data_preparation(meta, run, image_size)
     spec = data or run.get("data") or meta.get("dataset")
     if not spec:
         raise ResNetError(f"{loaded.path} does not say which data it was trained on; pass --data")

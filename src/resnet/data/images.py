@@ -11,13 +11,16 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from resnet.errors import ResNetError
+
+if TYPE_CHECKING:
+    from resnet.data.photo import PhotoTransforms
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -127,7 +130,7 @@ class FileImages(torch.utils.data.Dataset):
     drawn under ``seed``, painted with ``fill`` where erased); a plain index the resize + centre crop.
     """
 
-    def __init__(self, files: Sequence[Path], in_chans: int, image_size: tuple[int, int], photo: Any = None,
+    def __init__(self, files: Sequence[Path], in_chans: int, image_size: tuple[int, int], photo: PhotoTransforms | None = None,
                  fill: tuple[int, ...] = ()) -> None:
         self.files = list(files)
         self.in_chans = in_chans

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -39,6 +39,10 @@ from resnet.train.rundir import dataset_info, prepare_run_dir, versions
 from resnet.train.schedule import make_scheduler
 from resnet.train.state import TrainingState, fresh_partial
 from resnet.train.step import amp_dtype_for, make_mix, make_optimizer, make_scaler, make_train_step
+
+if TYPE_CHECKING:
+    from resnet.data.photo import PhotoTransforms
+    from resnet.models.pretrained import PretrainedCfg
 
 _BALANCED = 3  # stream id of the balanced sampler's draws (DataSplit uses 1 and 2)
 # An epoch of fewer optimizer steps leaves BatchNorm's running statistics (momentum 0.1) far from
@@ -598,7 +602,7 @@ def open_data(config: TrainConfig) -> tuple[TrainConfig, Any]:
     return config, splits
 
 
-def _published_weights(config: TrainConfig) -> Any:
+def _published_weights(config: TrainConfig) -> PretrainedCfg | None:
     """The published weight set --pretrained names (its PretrainedCfg), or None (a file, or no --pretrained)."""
     if not config.pretrained:
         return None
@@ -609,7 +613,7 @@ def _published_weights(config: TrainConfig) -> Any:
     return found if isinstance(found, PretrainedCfg) else None
 
 
-def photo_transforms(config: TrainConfig) -> Any:
+def photo_transforms(config: TrainConfig) -> PhotoTransforms | None:
     """The photo preparation ``config`` asks for (train_crop "resized", or "auto" to be decided by the data), else None."""
     from resnet.data.photo import PhotoTransforms
 

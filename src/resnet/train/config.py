@@ -136,7 +136,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "finetune": dict(
         epochs=10, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine",
         warmup_epochs=1.0, label_smoothing=0.1, freeze_backbone_epochs=1, backbone_lr_scale=0.1,
-        val_fraction=0.2, train_crop="auto",
+        val_fraction=0.2,
     ),
 }
 

@@ -590,11 +590,13 @@ def open_data(config: TrainConfig) -> tuple[TrainConfig, Any]:
         config = replace(config, image_size=list(published.input_size[1:]))
         report.info(f"--image-size {config.image_size[0]}x{config.image_size[1]}: the input size of {published.name} "
                     "(give --image-size to train at another)")
-    photo = photo_transforms(config)
+    # train_crop "auto": photos are images of 64 px or more, or anything trained from ImageNet-sized weights.
+    imagenet = published is not None and min(published.input_size[1:]) >= PHOTO_MIN_SIDE
     splits = load_splits(config.data, data_dir=config.data_dir, val_size=config.val_size,
                          val_fraction=config.val_fraction, prefer_own_val=config.own_val_first, seed=config.seed,
-                         download=config.download, strict=config.strict, image_size=config.image_size, photo=photo,
-                         photo_if_native=PHOTO_MIN_SIDE if config.train_crop == "auto" and published is None else None)
+                         download=config.download, strict=config.strict, image_size=config.image_size,
+                         photo=photo_transforms(config),
+                         photo_if_native=PHOTO_MIN_SIDE if config.train_crop == "auto" and not imagenet else None)
     if splits.own_val and (config.val_size is not None or config.val_fraction is not None):
         config = replace(config, val_size=None, val_fraction=None)
     if config.train_crop == "auto":  # config.json says what "auto" became, so eval and a resume agree

@@ -59,17 +59,19 @@ def load(
     ``h5_keys`` renames the HDF5 keys (train_x, train_y, test_x, test_y, classes); the same can be
     written in the spec as ``file.h5?train_x=X&train_y=Y``. ``spec`` may also be an opened ``Source``
     (see ``load_splits``), which is then read as it was opened. ``photo`` prepares the split as
-    photos (``resnet.data.photo``): held at ``photo.stored_size``, its ``size`` the model's input.
+    photos (``resnet.data.photo``): held at ``photo.stored_size``, its ``size`` the model's input (when
+    None: ``image_size``, else the data's own).
     """
     if split not in SPLITS:
         raise ResNetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    size = _size(photo.size if photo is not None else image_size)
+    size = _size(image_size)
     carve = _carve_request(val_fraction, val_size)
     source = _open(spec, data_dir=data_dir, download=download, strict=strict, image_size=size, in_memory=in_memory,
                    num_workers=num_workers, h5_keys=h5_keys)
     prepared = size
     if photo is not None:
-        prepared = photo.stored_size
+        photo = replace(photo, size=photo.size or size or source.native_size)
+        size, prepared = photo.target, photo.stored_size
         _decode_as_photos(source, photo)
 
     if split == "test":
@@ -201,8 +203,6 @@ def load_splits(
         val_fraction = val_size = None
     if photo is not None and photo_if_native is not None and min(source.native_size) < photo_if_native:
         photo = None
-    if photo is not None and photo.size is None:
-        photo = replace(photo, size=_size(image_size) or source.native_size)
     common = {"seed": seed, "strict": strict, "image_size": image_size, "photo": photo}
     train = load(source, "train", val_fraction=val_fraction, val_size=val_size, **common)
     val = load(source, "val", val_fraction=val_fraction, val_size=val_size, **common) if carving or own_val else None

@@ -1,10 +1,10 @@
 """Photo transforms: random-resized crop (+ flip, auto-augment, random erasing) to train, resize + centre crop to evaluate.
 
 ImageNet-style preparation for folders of photos, as torchvision's references and timm do it. A
-photo split keeps its images a little larger than the model's input (the ``stored_size``: the
-shorter side at ``size / crop_fraction``, the centre square of it in memory, the whole frame when
-decoded from files), so that evaluation is the centre crop of ``size`` and training crops at full
-quality. Every training image is transformed under its own seed, a pure function of (seed, epoch,
+photo split keeps its images a little larger than the model's input: the shorter side resized
+to ``size / crop_fraction``, in memory the centre ``stored_size`` of that, decoded from files the
+whole frame. Evaluation is then the centre crop of ``size`` (torchvision's Resize + CenterCrop;
+held in memory, within a pixel of it where the margins are odd) and training crops at full quality. Every training image is transformed under its own seed, a pure function of (seed, epoch,
 rank, position in the epoch), so a run resumed mid-epoch draws exactly the same crops.
 """
 
@@ -36,16 +36,24 @@ class PhotoTransforms:
     interpolation: str = "bilinear"
 
     @property
+    def target(self) -> tuple[int, int]:
+        """``size``, which must be known by now (load_splits fills it in)."""
+        if self.size is None:
+            raise ValueError("PhotoTransforms.size is not set")
+        return self.size
+
+    @property
     def resize_size(self) -> int | None:
         """The shorter side before the centre crop (torchvision's Resize(int)); None: plain resize (fraction 1)."""
-        return math.floor(max(self.size) / self.crop_fraction) if self.crop_fraction < 1 else None
+        return math.floor(max(self.target) / self.crop_fraction) if self.crop_fraction < 1 else None
 
     @property
     def stored_size(self) -> tuple[int, int]:
         """(H, W) that in-memory images are held at: the centre crop of ``size / crop_fraction``."""
+        height, width = self.target
         if self.resize_size is None:
-            return self.size
-        return math.floor(self.size[0] / self.crop_fraction), math.floor(self.size[1] / self.crop_fraction)
+            return height, width
+        return math.floor(height / self.crop_fraction), math.floor(width / self.crop_fraction)
 
     def metadata(self) -> dict[str, object]:
         """What eval/predict/serve need to prepare images as this run validated them (inference.input_preparation)."""
@@ -75,7 +83,7 @@ class PhotoTransforms:
     def centre_crop(self, images: torch.Tensor) -> torch.Tensor:
         """The centre ``size`` of a batch (B, C, h, w), rounded as torchvision's CenterCrop."""
         h, w = images.shape[-2:]
-        height, width = self.size
+        height, width = self.target
         if (h, w) == (height, width):
             return images
         top, left = int(round((h - height) / 2.0)), int(round((w - width) / 2.0))
@@ -86,7 +94,7 @@ class PhotoTransforms:
 def _train_pipeline(photo: PhotoTransforms, fill: tuple[int, ...]) -> torch.nn.Module:
     from torchvision.transforms import InterpolationMode, v2
 
-    steps: list[torch.nn.Module] = [v2.RandomResizedCrop(photo.size, scale=photo.scale, ratio=photo.ratio,
+    steps: list[torch.nn.Module] = [v2.RandomResizedCrop(photo.target, scale=photo.scale, ratio=photo.ratio,
                                                          interpolation=InterpolationMode(photo.interpolation),
                                                          antialias=True)]
     if photo.flip:
@@ -118,7 +126,3 @@ def resize_centre_crop(images: torch.Tensor, resize_size: int, size: tuple[int, 
         out[start : start + 1024] = TF.center_crop(block, list(size))
     return out
 
-
-def is_photo_set(native_size: tuple[int, int], pretrained_imagenet: bool) -> bool:
-    """train_crop "auto": photos (native side >= 64 px) or ImageNet weights get the random-resized crop."""
-    return pretrained_imagenet or min(native_size) >= PHOTO_MIN_SIDE

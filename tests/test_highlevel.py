@@ -45,8 +45,10 @@ def test_fit_on_tutorial_arrays_matches_resnet_train(signs: Path, tmp_path: Path
     assert code == 0
     last = out.strip().splitlines()[-1]  # test accuracy: A (top-5 B, loss L, ...)
     cli_accuracy, cli_loss = float(last.split()[2]), float(last.split("loss ")[1].split(",")[0])
-    assert abs(accuracy - cli_accuracy) <= 0.005, (accuracy, cli_accuracy)
-    assert abs(loss - cli_loss) < 0.01, (loss, cli_loss)  # the run scores under bf16 autocast where native
+    # The weights are identical; the run scores under bf16 autocast where native, evaluate() in fp32, so
+    # one borderline image of the 24 may flip (it does since short epochs recompute BatchNorm statistics).
+    assert abs(accuracy - cli_accuracy) <= 1 / len(y_test) + 1e-9, (accuracy, cli_accuracy)
+    assert abs(loss - cli_loss) < 0.01, (loss, cli_loss)
 
 
 def test_labels_layouts_and_dtypes_are_equivalent(signs: Path) -> None:

@@ -374,9 +374,12 @@ def test_ddp_two_gloo_processes_match_one_process(fmnist: Path, tmp_path: Path) 
 
     w1, w2 = (load_file(tmp_path / name / "checkpoints" / "last.safetensors") for name in ("one", "two"))
     assert w1.keys() == w2.keys()
-    floats = [k for k in w1 if w1[k].is_floating_point()]
-    flat1, flat2 = (torch.cat([w[k].double().flatten() for k in floats]) for w in (w1, w2))
-    assert float((flat1 - flat2).norm() / flat1.norm()) < 1e-3
+    # BatchNorm's running statistics are recomputed from the final weights after these short epochs
+    # (trainer.BN_RECALIBRATE_BELOW), which amplifies the weights' rounding differences: a looser bound.
+    for running, bound in ((False, 1e-3), (True, 1e-2)):
+        floats = [k for k in w1 if w1[k].is_floating_point() and ("running" in k) == running]
+        flat1, flat2 = (torch.cat([w[k].double().flatten() for k in floats]) for w in (w1, w2))
+        assert float((flat1 - flat2).norm() / flat1.norm()) < bound, running
     assert stdout.count("test accuracy") == 1  # rank 0 alone reports
 
 

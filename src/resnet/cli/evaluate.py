@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true", help="an unreadable image file is an error instead of being skipped")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average each image's logits with its mirror image's (default: as the run was trained with --tta)")
+    p.add_argument("--image-size", default=None, metavar="N|HxW",
+                   help="evaluate at this input size (default: the checkpoint's, prepared as it was validated)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     result, loaded, data = evaluate_checkpoint(
         checkpoint_source(args), data=args.data, data_dir=args.data_dir, split=args.split, batch_size=args.batch_size,
         device=args.device, fast=args.fast, precision=args.precision, unsafe=args.unsafe_load,
-        download=args.download, strict=args.strict, flip_tta=args.tta,
+        download=args.download, strict=args.strict, flip_tta=args.tta, image_size=args.image_size,
     )
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     out = Path(args.out) if args.out else Path(".") if args.pretrained else (ckpt if ckpt is not None and ckpt.is_dir() else loaded.path.parent)

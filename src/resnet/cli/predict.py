@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder (its best checkpoint), a .safetensors checkpoint, or another weights file with --model")
     add_weights_arguments(p)
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--image-size", default=None, metavar="N|HxW",
+                   help="prepare images at this input size (default: the checkpoint's)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON")
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="write one row per image to FILE as they come: .csv or .jsonl (missing folders are created)")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ResNetError(f"--json with --output {args.output}: the file's format follows its name; use a .jsonl file")
     stream = predict_stream(checkpoint_source(args), args.images, top_k=args.top_k, device=args.device, fast=args.fast,
                             precision=args.precision, unsafe=args.unsafe_load, batch_size=args.batch_size,
-                            workers=args.workers)
+                            workers=args.workers, image_size=args.image_size)
     if args.output:
         path, rows, errors = write_predictions(stream, args.output)
         field = "column" if path.suffix.lower() == ".csv" else "field"

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fetch a named dataset with torchvision's downloader if it is not found locally (needs a network)")
     g.add_argument("--strict", action="store_true", default=S, help="stop at the first unreadable image instead of skipping it")
     g = p.add_argument_group("how long, how fast")
-    g.add_argument("--recipe", default=S, help="preset: quick (default), paper-cifar, paper-imagenet, fmnist-10min, fmnist-60min")
+    g.add_argument("--recipe", default=S, help="preset: quick (default), paper-cifar, paper-imagenet, fmnist-10min, fmnist-60min, finetune")
     g.add_argument("--config", dest="config_file", default=S, metavar="FILE", help="YAML or JSON file of settings")
     g.add_argument("--epochs", type=int, default=S)
     g.add_argument("--max-steps", type=int, default=S, metavar="N", help="stop after N optimizer steps")
@@ -65,6 +65,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zero padding before the random crop (the paper's 4; 0 = flip only)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")
     g.add_argument("--ema-decay", type=float, default=S)
+    g = p.add_argument_group("photos (image folders of your own)")
+    g.add_argument("--image-size", default=S, metavar="N|HxW",
+                   help="train at this input size (default: the data's own, or the --pretrained weights' input size)")
+    g.add_argument("--train-crop", choices=("auto", "pad", "resized"), default=S,
+                   help="resized: random-resized crop (photos); pad: padded random crop (small images); "
+                        "auto (default): resized for images of 64 px or more, or ImageNet weights")
+    g.add_argument("--crop-scale", type=float, nargs=2, default=S, metavar=("MIN", "MAX"),
+                   help="area fraction range of the random-resized crop (0.08 1.0)")
+    g.add_argument("--crop-ratio", type=float, nargs=2, default=S, metavar=("MIN", "MAX"),
+                   help="aspect ratio range of the random-resized crop (0.75 1.333)")
+    g.add_argument("--auto-augment", choices=("none", "trivial", "rand"), default=S,
+                   help="TrivialAugmentWide or RandAugment on photos (default none)")
+    g.add_argument("--random-erasing", type=float, default=S, metavar="P", help="erase a random rectangle with probability P")
+    g.add_argument("--crop-fraction", type=float, default=S, metavar="F",
+                   help="evaluation: shorter side to size/F, then the centre crop (0.875; 1 = plain resize)")
+    g.add_argument("--freeze-backbone-epochs", type=int, default=S, metavar="N",
+                   help="train only the classifier for the first N epochs, then everything")
+    g.add_argument("--backbone-lr-scale", type=float, default=S, metavar="S",
+                   help="the backbone's learning rate is --lr x S (the classifier's is --lr)")
     g = p.add_argument_group("practitioners' features")
     g.add_argument("--mixup", type=float, default=S, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) (0.2 is usual; 0: off)")
     g.add_argument("--cutmix", type=float, default=S, metavar="ALPHA",

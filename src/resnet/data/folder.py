@@ -57,8 +57,18 @@ class ImageFolder(Source):
         self._listing: dict[str, tuple[list[Path], list[int]]] = {}
         self._key: tuple[object, ...] | None = None
         files, _ = self._list("train")
-        self.in_chans, sampled_size = self._sample_shape(files)
-        self.image_size = image_size or sampled_size
+        self.in_chans, self._native_size = self._sample_shape(files)
+        self.image_size = image_size or self._native_size
+        self.resize_size: int | None = None  # photos: shorter side to this, then the centre image_size
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        return self._native_size
+
+    def decode_at(self, image_size: tuple[int, int], resize_size: int | None) -> None:
+        """Decode to ``image_size``, as the centre crop of the shorter side resized to ``resize_size`` when given."""
+        if (image_size, resize_size) != (self.image_size, self.resize_size):
+            self.image_size, self.resize_size, self._key = image_size, resize_size, None
 
     def cache_key(self) -> tuple[object, ...]:
         """Every file's path, size and mtime (hashed): a file replaced in place is read again."""
@@ -69,7 +79,8 @@ class ImageFolder(Source):
             for path in self._list(split)[0]:
                 stat = path.stat()
                 digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        self._key = ("folder", digest.hexdigest(), self.image_size, self.in_chans, self.in_memory, self.strict)
+        self._key = ("folder", digest.hexdigest(), self.image_size, self.resize_size, self.in_chans, self.in_memory,
+                     self.strict)
         return self._key
 
     def _list(self, split: str) -> tuple[list[Path], list[int]]:
@@ -155,7 +166,7 @@ class ImageFolder(Source):
         if _is_empty(path):
             return None, "empty file"
         try:
-            return decode_image(path, in_chans=self.in_chans, image_size=self.image_size), None
+            return decode_image(path, in_chans=self.in_chans, image_size=self.image_size, resize_size=self.resize_size), None
         except BadImage as exc:
             return None, str(exc) or "unreadable"
 

@@ -11,12 +11,16 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from resnet.errors import ResNetError
+
+if TYPE_CHECKING:
+    from resnet.data.photo import PhotoTransforms
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -27,8 +31,12 @@ class BadImage(Exception):
 
 
 def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tuple[int, int],
-                 resize_size: int | None = None, interpolation: str = "bilinear") -> np.ndarray:
+                 resize_size: int | None = None, interpolation: str = "bilinear",
+                 frame_side: int | None = None) -> np.ndarray:
     """Decode ``path`` to uint8 (H, W, C): converted to gray or RGB, resized to ``image_size`` (H, W).
+
+    With ``frame_side`` the whole frame is kept instead, its shorter side resized to ``frame_side``
+    (the source of a random-resized crop; JPEGs decode at a reduced scale that still covers it).
 
     With ``resize_size`` it is prepared as published ImageNet weights expect instead (torchvision's
     ``Resize(resize_size)`` + ``CenterCrop``): the shorter side resized to ``resize_size`` with
@@ -41,13 +49,15 @@ def decode_image(path: str | os.PathLike[str], *, in_chans: int, image_size: tup
             with Image.open(path) as img:
                 if img.format == "JPEG" and resize_size is None:  # a crop must see the full decode, as torchvision's
                     # Let libjpeg decode at 1/2..1/8 scale when that still covers the target: far cheaper.
-                    side = max(image_size)
+                    side = frame_side or max(image_size)
                     img.draft(None, (side, side))
                 img.load()  # the full decode, here, where a truncated file raises
                 img = ImageOps.exif_transpose(img)
                 img = _convert(img, in_chans)
                 height, width = image_size
-                if resize_size is not None:
+                if frame_side is not None:
+                    img = _resize_shorter_side(img, frame_side, Image.Resampling.BILINEAR)
+                elif resize_size is not None:
                     img = _resize_and_centre_crop(img, resize_size, (height, width), interpolation)
                 elif img.size != (width, height):
                     img = img.resize((width, height), Image.Resampling.BILINEAR)
@@ -65,15 +75,20 @@ def _resize_and_centre_crop(img: Image.Image, resize_size: int, crop: tuple[int,
         resample = Image.Resampling[interpolation.upper()]
     except KeyError:
         raise BadImage(f"unknown interpolation '{interpolation}'") from None
-    width, height = img.size
-    short, long = min(width, height), max(width, height)
-    new_short, new_long = resize_size, int(resize_size * long / short)
-    size = (new_short, new_long) if width <= height else (new_long, new_short)
-    if size != img.size:
-        img = img.resize(size, resample)
+    img = _resize_shorter_side(img, resize_size, resample)
+    size = img.size
     crop_h, crop_w = crop
     top, left = int(round((size[1] - crop_h) / 2.0)), int(round((size[0] - crop_w) / 2.0))
     return img.crop((left, top, left + crop_w, top + crop_h))
+
+
+def _resize_shorter_side(img: Image.Image, side: int, resample: Image.Resampling) -> Image.Image:
+    """torchvision's Resize(int): the shorter side to ``side``, the longer in proportion (truncated)."""
+    width, height = img.size
+    short, long = min(width, height), max(width, height)
+    new_short, new_long = side, int(side * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    return img.resize(size, resample) if size != img.size else img
 
 
 def _convert(img: Image.Image, in_chans: int) -> Image.Image:
@@ -108,22 +123,42 @@ def is_image_file(path: Path) -> bool:
 
 
 class FileImages(torch.utils.data.Dataset):
-    """Image files decoded on demand (in DataLoader workers): item = (uint8 C,H,W, index, error)."""
+    """Image files decoded on demand (in DataLoader workers): item = (uint8 C,H,W, index, error).
 
-    def __init__(self, files: Sequence[Path], in_chans: int, image_size: tuple[int, int]) -> None:
+    With ``photo`` (a ``PhotoTransforms``) images are prepared as photos: a key ``(index, seed)`` is a
+    training view (the frame decoded at the shorter side ``resize_size``, then the random-resized crop
+    drawn under ``seed``, painted with ``fill`` where erased); a plain index the resize + centre crop.
+    """
+
+    def __init__(self, files: Sequence[Path], in_chans: int, image_size: tuple[int, int], photo: PhotoTransforms | None = None,
+                 fill: tuple[int, ...] = ()) -> None:
         self.files = list(files)
         self.in_chans = in_chans
         self.image_size = image_size
+        self.photo = photo
+        self.fill = fill
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, str]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        photo = self.photo
         try:
-            array = decode_image(self.files[index], in_chans=self.in_chans, image_size=self.image_size)
+            if photo is None:
+                array = decode_image(self.files[index], in_chans=self.in_chans, image_size=self.image_size)
+            elif seed is None:
+                array = decode_image(self.files[index], in_chans=self.in_chans, image_size=self.image_size,
+                                     resize_size=photo.resize_size, interpolation=photo.interpolation)
+            else:
+                array = decode_image(self.files[index], in_chans=self.in_chans, image_size=self.image_size,
+                                     frame_side=photo.resize_size or max(self.image_size))
         except BadImage as exc:
             return torch.zeros((self.in_chans, *self.image_size), dtype=torch.uint8), index, str(exc) or "unreadable"
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), index, ""
+        image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        if seed is not None:
+            image = photo.train_image(image, seed, self.fill)
+        return image, index, ""
 
 
 def preprocess_images(

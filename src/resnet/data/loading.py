@@ -6,7 +6,7 @@ import difflib
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from resnet import report
 from resnet.data.augment import channel_stats
+from resnet.data.photo import PhotoTransforms, resize_centre_crop
 from resnet.data.source import Pool, Source
 from resnet.data.split import DataSplit
 from resnet.errors import ResNetError
@@ -44,6 +45,7 @@ def load(
     in_memory: bool | None = None,
     num_workers: int | None = None,
     h5_keys: Mapping[str, str] | None = None,
+    photo: PhotoTransforms | None = None,
 ) -> DataSplit:
     """One split of a dataset: ``fashion-mnist``, ``cifar10``, ``cifar100``, an image folder, or an .h5 file.
 
@@ -56,7 +58,9 @@ def load(
     holding an image folder in memory; by default folders under ~1 GiB decoded are held.
     ``h5_keys`` renames the HDF5 keys (train_x, train_y, test_x, test_y, classes); the same can be
     written in the spec as ``file.h5?train_x=X&train_y=Y``. ``spec`` may also be an opened ``Source``
-    (see ``load_splits``), which is then read as it was opened.
+    (see ``load_splits``), which is then read as it was opened. ``photo`` prepares the split as
+    photos (``resnet.data.photo``): held at ``photo.stored_size``, its ``size`` the model's input (when
+    None: ``image_size``, else the data's own).
     """
     if split not in SPLITS:
         raise ResNetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
@@ -64,6 +68,11 @@ def load(
     carve = _carve_request(val_fraction, val_size)
     source = _open(spec, data_dir=data_dir, download=download, strict=strict, image_size=size, in_memory=in_memory,
                    num_workers=num_workers, h5_keys=h5_keys)
+    prepared = size
+    if photo is not None:
+        photo = replace(photo, size=photo.size or size or source.native_size)
+        size, prepared = photo.target, photo.stored_size
+        _decode_as_photos(source, photo)
 
     if split == "test":
         part = "test" if "test" in source.splits else "val" if "val" in source.splits else None
@@ -72,21 +81,21 @@ def load(
                               "evaluate on the validation split instead (split 'val' with a validation fraction)")
         if part == "val":
             report.info(f"{source.name}: no test/ folder, using val/ as the test split")
-        pool = _read(source, part, size)
+        pool = _read(source, part, prepared, photo)
     elif split == "val" and carve is None:
         if "val" not in source.splits:
             raise ResNetError(f"{source.name} has no validation split of its own; carve one from train with "
                               "--val-fraction F or --val-size N (val_fraction=, val_size=), or evaluate on split 'test'")
-        pool = _read(source, "val", size)
+        pool = _read(source, "val", prepared, photo)
     else:
-        pool = _read(source, "train", size)
+        pool = _read(source, "train", prepared, photo)
         if carve is not None:
             if "val" in source.splits:
                 report.debug(f"{source.name}: validation carved from train as asked; its own val/ folder is not used")
             train_index, val_index = _carve(len(pool), carve, seed, source.name)
             pool = pool.take(val_index if split == "val" else train_index)
 
-    mean, std = _train_stats(source, size, carve, seed)
+    mean, std = _train_stats(source, prepared, carve, seed, photo)
     height, width = size or source.image_size
     return DataSplit(
         name=source.name,
@@ -100,6 +109,7 @@ def load(
         images=pool.images,
         files=pool.files,
         strict=strict,
+        photo=photo,
     )
 
 
@@ -174,11 +184,15 @@ def load_splits(
     in_memory: bool | None = None,
     num_workers: int | None = None,
     h5_keys: Mapping[str, str] | None = None,
+    photo: PhotoTransforms | None = None,
+    photo_if_native: int | None = None,
 ) -> DataSplits:
     """Open ``spec`` once and load its train, val and test splits (arguments as for ``load``).
 
     ``prefer_own_val``: a dataset with a val split of its own validates on it and the carve
-    (``val_fraction``/``val_size``) is dropped, as a recipe's default carve should be.
+    (``val_fraction``/``val_size``) is dropped, as a recipe's default carve should be. ``photo``
+    prepares every split as photos; with ``photo_if_native`` only when the data's own images are
+    at least that many pixels on their shorter side (train_crop "auto"; ``train.photo`` then says).
     """
     source = _open(spec, data_dir=data_dir, download=download, strict=strict, image_size=_size(image_size),
                    in_memory=in_memory, num_workers=num_workers, h5_keys=h5_keys)
@@ -187,7 +201,9 @@ def load_splits(
     if own_val and carving:
         report.info(f"{source.name}: using its own val split (pass --val-fraction or --val-size to carve from train instead)")
         val_fraction = val_size = None
-    common = {"seed": seed, "strict": strict, "image_size": image_size}
+    if photo is not None and photo_if_native is not None and min(source.native_size) < photo_if_native:
+        photo = None
+    common = {"seed": seed, "strict": strict, "image_size": image_size, "photo": photo}
     train = load(source, "train", val_fraction=val_fraction, val_size=val_size, **common)
     val = load(source, "val", val_fraction=val_fraction, val_size=val_size, **common) if carving or own_val else None
     test = load(source, "test", **common) if "test" in source.splits else None
@@ -200,23 +216,34 @@ def load_splits(
     )
 
 
-def _read(source: Source, part: str, size: tuple[int, int] | None) -> Pool:
-    key = ("pool", *source.cache_key(), part, size)
+def _decode_as_photos(source: Source, photo: PhotoTransforms) -> None:
+    """An image folder decodes straight to the photo geometry (tensor sources are resized in ``_read``)."""
+    from resnet.data.folder import ImageFolder
+
+    if isinstance(source, ImageFolder):
+        source.decode_at(photo.stored_size, photo.resize_size)
+
+
+def _read(source: Source, part: str, size: tuple[int, int] | None, photo: PhotoTransforms | None = None) -> Pool:
+    resize_size = photo.resize_size if photo is not None else None
+    key = ("pool", *source.cache_key(), part, size, resize_size)
     if key not in _CACHE:
         pool = source.read(part)
         if pool.images is not None and size is not None and tuple(pool.images.shape[-2:]) != size:
-            pool = Pool(labels=pool.labels, images=resize_uint8(pool.images, size))
+            images = (resize_centre_crop(pool.images, resize_size, size) if resize_size is not None
+                      else resize_uint8(pool.images, size))
+            pool = Pool(labels=pool.labels, images=images)
         _remember(key, pool)
     _CACHE.move_to_end(key)
     return _CACHE[key]  # type: ignore[return-value]
 
 
 def _train_stats(source: Source, size: tuple[int, int] | None, carve: tuple[str, float] | None,
-                 seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+                 seed: int, photo: PhotoTransforms | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std of the training split (after carving out validation), cached."""
-    key = ("stats", *source.cache_key(), size, carve, seed if carve else None)
+    key = ("stats", *source.cache_key(), size, carve, seed if carve else None, photo and photo.resize_size)
     if key not in _CACHE:
-        pool = _read(source, "train", size)
+        pool = _read(source, "train", size, photo)
         if carve is not None:
             pool = pool.take(_carve(len(pool), carve, seed, source.name)[0])
         if pool.images is None:

@@ -39,6 +39,11 @@ class Source:
     def read(self, split: str) -> Pool:
         raise NotImplementedError
 
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """(H, W) of the images as stored, before any resize asked for (an image folder's most common size)."""
+        return self.image_size
+
     def cache_key(self) -> tuple[object, ...]:
         """Identifies the files read (paths, sizes, mtimes), for the in-process cache."""
         raise NotImplementedError

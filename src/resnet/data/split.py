@@ -2,7 +2,9 @@
 
 Small sets are held as one uint8 tensor (N, C, H, W); ``batches`` copies it to the training device
 once, then each batch is an index-select, the batched crop/flip, and normalization, all there.
-Large image folders keep file paths instead and decode in DataLoader workers.
+Large image folders keep file paths instead and decode in DataLoader workers. A photo split
+(``photo``, see photo.py) is held a little larger than the model's input and prepared per image:
+a random-resized crop to train, the centre crop to evaluate.
 
 Batches are a pure function of (seed, epoch, rank, world_size): the order is a permutation seeded
 by (seed, epoch), shared by all ranks, each rank taking every world_size-th element (disjoint
@@ -21,6 +23,7 @@ import torch
 
 from resnet import report
 from resnet.data.augment import CropFlipDraws, Normalizer, random_crop_flip, seeded_generator
+from resnet.data.photo import PhotoTransforms
 from resnet.errors import ResNetError
 
 PADDING = 4  # the paper's CIFAR augmentation: 4-pixel pad, random crop, flip
@@ -42,6 +45,7 @@ class DataSplit:
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) on the CPU, when held in memory
     files: list[Path] | None = None  # otherwise: one image file per label, decoded on demand
     strict: bool = False  # a bad file mid-epoch raises instead of being skipped
+    photo: PhotoTransforms | None = None  # photo preparation (images held at photo.stored_size)
     _on_device: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _bad_reported: set[int] = field(default_factory=set, repr=False)
 
@@ -134,8 +138,9 @@ class DataSplit:
         """Yield ``(x, y)``: x float32 (B, C, H, W) normalized, y int64, both on ``device``.
 
         ``augment`` = random crop with ``padding``-pixel zero padding (0: no crop) + horizontal
-        flip, per batch, on ``device``. ``start_batch`` skips the first batches exactly as if they
-        had been consumed (for resuming mid-epoch). ``num_workers`` decodes image files in that many processes
+        flip, per batch, on ``device``; for a photo split, each image's random-resized crop (and
+        whatever else ``photo`` adds) under its own seed, and without ``augment`` the centre crop.
+        ``start_batch`` skips the first batches exactly as if they had been consumed (for resuming mid-epoch). ``num_workers`` decodes image files in that many processes
         (unused for sets held in memory: their batches are already just tensor ops).
         """
         _check_batching(batch_size, rank, world_size)
@@ -143,11 +148,19 @@ class DataSplit:
         order = self.order(shuffle=shuffle, epoch=epoch, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
         if drop_last:
             order = order[: len(order) // batch_size * batch_size]
+        normalize = Normalizer(self.mean, self.std, device)
+        starts = range(start_batch * batch_size, len(order), batch_size)
+        if self.photo is not None:
+            seeds = self.photo.sample_seeds(len(order), seed, epoch, rank) if augment else None
+            if self.images is not None:
+                yield from self._photo_memory_batches(order, starts, batch_size, seeds, normalize, device, channels_last)
+            else:
+                yield from self._file_batches(order, starts, batch_size, None, normalize, device, channels_last,
+                                              num_workers, seeds)
+            return
         draws = None
         if augment:  # drawn for the whole epoch at once (cheap), so start_batch lands on the same draws
             draws = CropFlipDraws.draw(len(order), padding, seeded_generator(seed, epoch, rank, _AUGMENT)).to(device)
-        normalize = Normalizer(self.mean, self.std, device)
-        starts = range(start_batch * batch_size, len(order), batch_size)
         if self.images is not None:
             yield from self._memory_batches(order, starts, batch_size, draws, normalize, device, channels_last)
         else:
@@ -166,6 +179,24 @@ class DataSplit:
                 batch = normalize(x, channels_last=channels_last), labels.index_select(0, index)
             yield batch
 
+    def _photo_memory_batches(self, order: torch.Tensor, starts: range, batch_size: int, seeds: torch.Tensor | None,
+                              normalize: Normalizer, device: torch.device,
+                              channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Photos held in memory: each image's random view on the CPU (seeded per image), or the centre crop."""
+        assert self.images is not None and self.photo is not None
+        photo, fill = self.photo, self.photo.fill(self.mean)
+        for start in starts:
+            with _one_thread(device):
+                index = order[start : start + batch_size]
+                if seeds is None:
+                    x = photo.centre_crop(self.images.index_select(0, index))
+                else:
+                    x = torch.stack([photo.train_image(self.images[i], int(s), fill)
+                                     for i, s in zip(index.tolist(), seeds[start : start + len(index)].tolist())])
+                x = x.to(device, non_blocking=True)
+                batch = normalize(x, channels_last=channels_last), self.labels.index_select(0, index).to(device)
+            yield batch
+
     def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The uint8 images and labels on ``device``, copied there once and kept (a few hundred MB at most)."""
         assert self.images is not None
@@ -180,13 +211,18 @@ class DataSplit:
 
     def _file_batches(self, order: torch.Tensor, starts: range, batch_size: int, draws: CropFlipDraws | None,
                       normalize: Normalizer, device: torch.device, channels_last: bool,
-                      num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      num_workers: int, seeds: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         from resnet.data.images import FileImages
 
         assert self.files is not None
+        batch_indices: list[list[int]] | list[list[tuple[int, int]]]
         batch_indices = [order[start : start + batch_size].tolist() for start in starts]
+        if seeds is not None:  # photo training views: each key carries the image's seed to the worker
+            batch_indices = [list(zip(keys, seeds[start : start + len(keys)].tolist()))
+                             for start, keys in zip(starts, batch_indices)]
+        fill = self.photo.fill(self.mean) if self.photo is not None else ()
         loader = torch.utils.data.DataLoader(
-            FileImages(self.files, self.in_chans, self.image_size),
+            FileImages(self.files, self.in_chans, self.image_size, self.photo, fill),
             batch_sampler=batch_indices,  # our order, so batches stay deterministic
             num_workers=num_workers,
             pin_memory=device.type == "cuda",

@@ -134,6 +134,42 @@ class NaNGuard(Callback):
         report.warn(f"skipped step {logs.index + 1} of epoch {logs.epoch + 1}: loss is {float(logs.loss)}")
 
 
+class LossWatch(Callback):
+    """One line when the training loss explodes early on, with the remedy.
+
+    Early: the first epoch, or the first ``STEPS`` steps where epochs are shorter (a small folder's
+    epoch is a handful of steps). Exploding: not finite, or above 10x the larger of the first
+    step's loss and log(classes) (a guessing model's loss), the usual sign of a learning rate too
+    high for the data or batch.
+    """
+
+    FACTOR = 10.0
+    STEPS = 50
+    state_key = "loss_watch"  # a run resumed early on keeps its bound (and says it at most once)
+
+    def __init__(self) -> None:
+        self.bound: float | None = None
+        self.said = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bound": self.bound, "said": self.said}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bound, self.said = state.get("bound"), bool(state.get("said"))
+
+    def on_step_end(self, trainer: Trainer, logs: StepLogs) -> None:
+        if self.said or not trainer.is_main or trainer.state.step > max(trainer.steps_per_epoch, self.STEPS):
+            return
+        loss = float(logs.loss)  # a device sync per step, early on only
+        if self.bound is None and math.isfinite(loss):
+            self.bound = self.FACTOR * max(loss, math.log(max(trainer.train_data.num_classes, 2)))
+            return
+        if not math.isfinite(loss) or (self.bound is not None and loss > self.bound):
+            self.said = True
+            report.warn(f"the training loss exploded to {loss:.4g} at step {logs.index + 1} of epoch {logs.epoch + 1}: "
+                        f"the learning rate is too high for this data; lower --lr, e.g. --lr {trainer.config.lr / 10:g}, "
+                        "or use --recipe finetune")
+
 class Checkpoints(Callback):
     """``best.safetensors`` when the monitored score improves, ``last.safetensors`` + ``last.state.pt`` every epoch.
 
@@ -341,7 +377,7 @@ def default_callbacks(config: Any, *, verbose: int = 1) -> list[Callback]:
     checkpoints before the metrics files (a kill between them redoes the epoch from the state);
     the console line last.
     """
-    callbacks: list[Callback] = [NaNGuard(skip=config.skip_nonfinite)]
+    callbacks: list[Callback] = [NaNGuard(skip=config.skip_nonfinite), LossWatch()]
     if getattr(config, "early_stop", None):
         callbacks.append(EarlyStopping(config.early_stop, monitor=config.early_stop_metric))
     callbacks += [Checkpoints(), MetricsFiles(), Curves()]

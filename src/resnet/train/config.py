@@ -18,6 +18,8 @@ from resnet.errors import ResNetError
 
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+TRAIN_CROPS = ("auto", "pad", "resized")
+AUTO_AUGMENTS = ("none", "trivial", "rand")
 
 
 @dataclass
@@ -55,6 +57,14 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = True  # random crop (zero padding of crop_padding pixels) + horizontal flip
     crop_padding: int = 4  # the paper's 4; 28x28 Fashion-MNIST trains better with less (benchmarks/train.md)
+    # Photos (train_crop "resized"): RandomResizedCrop for training, resize + centre crop for evaluation.
+    image_size: int | list[int] | str | None = None  # what the model sees: N, [H, W] or "HxW" (None: the data's own)
+    train_crop: str = "auto"  # "pad": crop_padding + flip; "resized": random-resized crop; auto: resized for photos >= 64 px
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # area fraction of the random-resized crop
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # its aspect ratio range
+    auto_augment: str = "none"  # none, trivial (TrivialAugmentWide) or rand (RandAugment), photos only
+    random_erasing: float = 0.0  # probability of erasing a random rectangle (photos only)
+    crop_fraction: float = 0.875  # evaluation: shorter side to size / crop_fraction, then the centre crop (1: resize)
     tta: bool = False  # validation and test logits averaged with the mirrored image's (see evaluate)
     test_every: int = 1  # score the test split every N epochs (and always after the last): a short run's time goes to training
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) (0: off); soft-target loss
@@ -65,6 +75,8 @@ class TrainConfig:
     class_weights: str | list[float] | None = None  # "balanced" (n / (classes * count)) or one weight per class
     balanced_sampler: bool = False  # draw each epoch with replacement, every class equally likely
     freeze: int | None = None  # freeze the stem and the first N stages (0: the stem only)
+    freeze_backbone_epochs: int = 0  # train the classifier only for the first N epochs, then everything
+    backbone_lr_scale: float = 1.0  # the backbone's learning rate is lr x this (the classifier's is lr)
     early_stop: int | None = None  # stop when the monitored metric has not improved for this many epochs
     early_stop_metric: str | None = None  # val_loss (or train_loss without validation), val_top1, ...
     tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard/
@@ -117,6 +129,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fmnist-60min": dict(
         model="resnet56", data="fashion-mnist", epochs=38, batch_size=128, lr=0.2, schedule="onecycle",
         weight_decay=3e-4, crop_padding=2, label_smoothing=0.0, ema=True, val_size=None, tta=True,
+    ),
+    # Fine-tuning on a small folder of your own photos (usually from --pretrained weights): a gentle
+    # SGD lr with warm-up and a cosine decay, the classifier alone for the first epoch (a fresh
+    # classifier's large early gradients would otherwise wreck the pretrained features), then the
+    # backbone at a tenth of the classifier's lr; label smoothing for a few hundred images.
+    "finetune": dict(
+        epochs=10, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="cosine",
+        warmup_epochs=1.0, label_smoothing=0.1, freeze_backbone_epochs=1, backbone_lr_scale=0.1,
+        val_fraction=0.2,
     ),
 }
 
@@ -238,6 +259,47 @@ def validate(config: TrainConfig) -> TrainConfig:
     if weights is not None and weights != "balanced" and not (
             isinstance(weights, list) and all(isinstance(w, (int, float)) and w >= 0 for w in weights)):
         raise bad("class_weights", f"must be 'balanced' or one number >= 0 per class, got {weights!r}")
+    config.image_size = parse_image_size(config.image_size, "--image-size")
+    for name, choices in (("train_crop", TRAIN_CROPS), ("auto_augment", AUTO_AUGMENTS)):
+        if getattr(config, name) not in choices:
+            raise bad(name, f"'{getattr(config, name)}' is not one of {', '.join(choices)}")
+    for name, low, high in (("crop_scale", 0.0, 1.0), ("crop_ratio", 0.0, math.inf)):
+        value = getattr(config, name)
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and low < v <= high for v in value)
+                and value[0] <= value[1]):
+            raise bad(name, f"must be two numbers MIN MAX with {low:g} < MIN <= MAX"
+                            + (f" <= {high:g}" if math.isfinite(high) else "") + f", got {value!r}")
+        setattr(config, name, [float(v) for v in value])
+    if not isinstance(config.random_erasing, (int, float)) or not 0 <= config.random_erasing <= 1:
+        raise bad("random_erasing", f"must be a probability between 0 and 1, got {config.random_erasing!r}")
+    if not isinstance(config.crop_fraction, (int, float)) or not 0 < config.crop_fraction <= 1:
+        raise bad("crop_fraction", f"must be above 0 and at most 1 (1: plain resize), got {config.crop_fraction!r}")
+    if (not isinstance(config.freeze_backbone_epochs, int) or isinstance(config.freeze_backbone_epochs, bool)
+            or config.freeze_backbone_epochs < 0):
+        raise bad("freeze_backbone_epochs", f"must be a whole number of epochs >= 0, got {config.freeze_backbone_epochs!r}")
+    scale = config.backbone_lr_scale
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale < 0:
+        raise bad("backbone_lr_scale", f"must be a finite number >= 0, got {scale!r}")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
         raise bad("warmup_epochs", f"{config.warmup_epochs} leaves no epochs after warm-up (--epochs {config.epochs})")
     return config
+
+
+def parse_image_size(value: Any, name: str = "image size") -> list[int] | None:
+    """An image size as [H, W]: from N, [N], [H, W], "N" or "HxW"; None stays None; else a ResNetError naming ``name``."""
+    if value is None:
+        return None
+    parts: Any = value
+    if isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        try:
+            parts = [int(p) for p in parts]
+        except ValueError:
+            parts = None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        parts = [value]
+    if (not isinstance(parts, (list, tuple)) or len(parts) not in (1, 2)
+            or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in parts)):
+        raise ResNetError(f"{name}: expected N or HxW (positive whole numbers, e.g. 224 or 192x256), got {value!r}")
+    return [parts[0], parts[-1]]

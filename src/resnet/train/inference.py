@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -109,6 +110,25 @@ def load_checkpoint(path: str | Path | CheckpointSource, *, device: str | torch.
     return Loaded(model, meta, file, device)
 
 
+def data_preparation(meta: dict[str, Any], run: dict[str, Any],
+                     image_size: int | Sequence[int] | str | None = None) -> tuple[list[int] | None, Any]:
+    """(image size, PhotoTransforms or None) to load a dataset with for this checkpoint, as its run validated.
+
+    A run trained on photos: resize + centre crop at its image size; another run of ours the size it
+    was trained at (its config.json's ``image_size``), else the data's own. ``image_size`` (e.g.
+    --image-size) evaluates at another size.
+    """
+    from resnet.data.photo import PhotoTransforms
+    from resnet.train.config import parse_image_size
+
+    size = parse_image_size(image_size, "--image-size")
+    if meta.get("train_crop") != "resized":
+        return size or parse_image_size(run.get("image_size")), None
+    size = size or [int(v) for v in meta["image_size"]]
+    return size, PhotoTransforms(size=(size[0], size[-1]), crop_fraction=float(meta.get("crop_fraction") or 1.0),
+                                 interpolation=str(meta.get("interpolation") or "bilinear"))
+
+
 def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 64) -> list[torch.Tensor] | None:
     """About ``count`` shuffled training images of the checkpoint's dataset, prepared as in training.
 
@@ -122,8 +142,9 @@ def calibration_batches(loaded: Loaded, *, count: int = 512, batch_size: int = 6
     spec = run.get("data") or meta.get("dataset")
     if not spec:
         return None
+    size, photo = data_preparation(meta, run)
     try:
-        train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)))
+        train = load(spec, "train", data_dir=run.get("data_dir"), seed=int(run.get("seed", 0)), image_size=size, photo=photo)
     except ResNetError as exc:
         report.warn(f"int8 calibration: the training data of {loaded.path} is not available ({exc})")
         return None
@@ -211,17 +232,24 @@ def evaluate_checkpoint(
     download: bool = False,
     strict: bool = False,
     flip_tta: bool | None = None,
+    image_size: int | Sequence[int] | str | None = None,
 ) -> tuple[EvalResult, Loaded, Any]:
-    """Evaluate a checkpoint (file or run folder) on a split; the data defaults to what it was trained on."""
+    """Evaluate a checkpoint (file or run folder) on a split; the data defaults to what it was trained on.
+
+    A run trained on photos is evaluated as it validated (resize + centre crop at its image size);
+    ``image_size`` evaluates at another size instead (N, (H, W) or "HxW").
+    """
     from resnet.data import load
 
     loaded = load_checkpoint(path, device=device, unsafe=unsafe)
     meta, run = loaded.metadata, run_config_of(loaded.path)
+    size, photo = data_preparation(meta, run, image_size)
     spec = data or run.get("data") or meta.get("dataset")
     if not spec:
         raise ResNetError(f"{loaded.path} does not say which data it was trained on; pass --data")
     data_dir = data_dir or (run.get("data_dir") if not data else None)
     split_data = load(spec, split, data_dir=data_dir, seed=int(run.get("seed", 0)), download=download, strict=strict,
+                      image_size=size, photo=photo,
                       **({k: run.get(k) for k in ("val_size", "val_fraction")} if split == "val" else {}))
     num_classes = meta.get("num_classes") or getattr(loaded.model, "num_classes", None)
     if num_classes is not None and split_data.num_classes != num_classes:
@@ -357,6 +385,7 @@ class PredictionStream:
     workers: int
     fast: bool
     precision: str
+    image_size: Sequence[int] | None = None  # overrides the checkpoint's
 
     failures: int = field(default=0, init=False)  # unreadable files seen by the last iteration
 
@@ -365,12 +394,12 @@ class PredictionStream:
         from resnet.data.augment import Normalizer
 
         meta = self.loaded.metadata
-        in_chans, size = input_preparation(self.loaded)
+        in_chans, size = input_preparation(self.loaded, self.image_size)
         normalize = Normalizer(meta["mean"], meta["std"], "cpu")  # exactly as in training
         model: Callable[[torch.Tensor], torch.Tensor] | None = None if self.fast else self.loaded.model
         self.failures, first_failure = 0, None
         batches = decoded_batches(image_files(self.inputs), in_chans=in_chans, image_size=size,
-                                  batch_size=self.batch_size, workers=self.workers, resize_size=meta.get("resize_size"),
+                                  batch_size=self.batch_size, workers=self.workers, resize_size=resize_for(meta, size),
                                   interpolation=meta.get("interpolation") or "bilinear")
         with report.progress(self.total, "predicting") as bar, torch.no_grad():
             for paths, images, errors in batches:
@@ -401,9 +430,10 @@ class PredictionStream:
                 for vs, ix in zip(values, indices)]
 
 
-def input_preparation(loaded: Loaded) -> tuple[int, tuple[int, int]]:
+def input_preparation(loaded: Loaded, image_size: int | Sequence[int] | str | None = None) -> tuple[int, tuple[int, int]]:
     """(channels, (H, W)) that images are prepared at for this checkpoint, as in training; a ResNetError
-    when its metadata cannot say (no image size or statistics, or statistics of another channel count)."""
+    when its metadata cannot say (no image size or statistics, or statistics of another channel count).
+    ``image_size`` (N, (H, W) or "HxW", e.g. --image-size) overrides the checkpoint's size."""
     meta = loaded.metadata
     missing = [k for k in ("image_size", "mean", "std") if not meta.get(k)]
     if missing:
@@ -413,8 +443,25 @@ def input_preparation(loaded: Loaded) -> tuple[int, tuple[int, int]]:
     if len(meta["mean"]) != in_chans or len(meta["std"]) != in_chans:
         raise ResNetError(f"{loaded.path}: mean/std have {len(meta['mean'])}/{len(meta['std'])} values but the model "
                           f"takes {in_chans} channels")
+    if image_size is not None:
+        from resnet.train.config import parse_image_size
+
+        height, width = parse_image_size(image_size, "--image-size") or ()
+        return in_chans, (height, width)
     size = meta["image_size"]
     return in_chans, ((int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1])))
+
+
+def resize_for(meta: dict[str, Any], size: tuple[int, int]) -> int | None:
+    """The shorter side before the centre crop, for images prepared at ``size``: the checkpoint's own at its
+    own size, else size / its crop fraction (None: plain resize, as for checkpoints without one)."""
+    if not meta.get("resize_size"):
+        return None
+    own = meta.get("image_size")
+    if own is not None and [int(v) for v in own] == list(size):
+        return int(meta["resize_size"])
+    fraction = float(meta.get("crop_fraction") or max(own or size) / int(meta["resize_size"]))
+    return math.floor(max(size) / fraction)
 
 
 def predict_stream(
@@ -428,6 +475,7 @@ def predict_stream(
     unsafe: bool = False,
     batch_size: int = 64,
     workers: int | None = None,
+    image_size: int | Sequence[int] | str | None = None,
 ) -> PredictionStream:
     """Top-k classes of image files and folders (recursively), preprocessed exactly as in training.
 
@@ -442,11 +490,11 @@ def predict_stream(
     total = _check_inputs(inputs)
     loaded = load_checkpoint(path, device=device if not fast else "cpu", unsafe=unsafe)
     meta = loaded.metadata
-    input_preparation(loaded)  # fails now, before any file is read, if images cannot be prepared
+    size = input_preparation(loaded, image_size)[1]  # fails now, before any file is read, if images cannot be prepared
     num_classes = int(meta.get("num_classes") or loaded.model.num_classes)
     names = list(meta.get("class_names") or [str(i) for i in range(num_classes)])
     return PredictionStream(loaded, list(inputs), total, max(1, min(top_k, num_classes)), names, batch_size,
-                            workers or min(4, os.cpu_count() or 1), fast, precision)
+                            workers or min(4, os.cpu_count() or 1), fast, precision, size if image_size is not None else None)
 
 
 def predict_files(

@@ -58,4 +58,15 @@ def lr_factor_fn(config: TrainConfig, steps_per_epoch: int, total_steps: int) ->
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(config, steps_per_epoch, total_steps))
+    """One schedule for every parameter group; a second group (the backbone, see trainer._backbone_groups)
+    follows it too, at 0 for the first ``freeze_backbone_epochs`` epochs: a pure function of the step, so
+    the freeze survives a resume exactly."""
+    factor = lr_factor_fn(config, steps_per_epoch, total_steps)
+    if len(optimizer.param_groups) == 1:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    frozen_steps = config.freeze_backbone_epochs * steps_per_epoch
+
+    def backbone(step: int) -> float:
+        return 0.0 if step < frozen_steps else factor(step)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor, backbone])

@@ -42,10 +42,10 @@ def make_scaler(device: torch.device | str, amp_dtype: torch.dtype | None) -> to
 
 
 def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float, weight_decay: float,
-                   nesterov: bool = False) -> torch.optim.Optimizer:
+                   nesterov: bool = False, groups: list[dict[str, Any]] | None = None) -> torch.optim.Optimizer:
     """SGD, Adam (Keras' default; L2 weight decay) or AdamW, fused where this torch supports it for the
-    parameters' device, else foreach."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    parameters' device, else foreach. ``groups``: parameter groups with their own lr, instead of one group."""
+    params: Any = groups if groups is not None else [p for p in model.parameters() if p.requires_grad]
     for impl in ({"fused": True}, {"foreach": True}):
         try:
             if name == "adamw":

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,11 +36,21 @@ from resnet.train.config import TrainConfig, resolve_config
 from resnet.train.evaluation import EvalResult, evaluate
 from resnet.train.inputs import as_data, epoch_seed
 from resnet.train.rundir import dataset_info, prepare_run_dir, versions
-from resnet.train.schedule import lr_factor_fn, make_scheduler
+from resnet.train.schedule import make_scheduler
 from resnet.train.state import TrainingState, fresh_partial
 from resnet.train.step import amp_dtype_for, make_mix, make_optimizer, make_scaler, make_train_step
 
+if TYPE_CHECKING:
+    from resnet.data.photo import PhotoTransforms
+    from resnet.models.pretrained import PretrainedCfg
+
 _BALANCED = 3  # stream id of the balanced sampler's draws (DataSplit uses 1 and 2)
+# An epoch of fewer optimizer steps leaves BatchNorm's running statistics (momentum 0.1) far from
+# the activations' real ones: 0.9**12 = 28% of their initial values after 12 steps, while a high
+# lr has moved the weights a long way. Evaluation with such statistics explodes (validation loss
+# 1e2..1e14 on a 110-image folder). So after such an epoch they are recomputed over the training
+# set (precise BN). Fashion-MNIST's 429 steps per epoch are far above this and unaffected.
+BN_RECALIBRATE_BELOW = 64
 
 
 @dataclass
@@ -115,6 +125,22 @@ def freeze_stages(model: nn.Module, stages: int) -> str:
     training = f"{', '.join(rest)} and the classifier" if rest else "the classifier only"
     return (f"frozen: {', '.join(frozen)} ({total - trained:,} of {total:,} parameters); "
             f"training: {training} ({trained:,} parameters)")
+
+
+def _backbone_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] | None:
+    """Two parameter groups, the classifier's (first: its lr is the one reported) and the backbone's at
+    lr x backbone_lr_scale, when --freeze-backbone-epochs or --backbone-lr-scale ask for them; else None."""
+    if not config.freeze_backbone_epochs and config.backbone_lr_scale == 1.0:
+        return None
+    get_classifier = getattr(model, "get_classifier", None)
+    classifier = get_classifier() if get_classifier is not None else None
+    head = [p for p in classifier.parameters() if p.requires_grad] if classifier is not None else []
+    if not head:
+        raise ResNetError(f"--freeze-backbone-epochs and --backbone-lr-scale need a model with a classifier to tell "
+                          f"from its backbone; {type(model).__name__} has none")
+    ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": head, "lr": config.lr}, {"params": backbone, "lr": config.lr * config.backbone_lr_scale}]
 
 
 def class_weights(config: TrainConfig, data: Any) -> torch.Tensor | None:
@@ -206,7 +232,8 @@ class Trainer:
         model = self._prepare_model(model)
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
-                                   weight_decay=config.weight_decay, nesterov=config.nesterov)
+                                   weight_decay=config.weight_decay, nesterov=config.nesterov,
+                                   groups=_backbone_groups(model, config))
         scheduler = make_scheduler(optimizer, config, self.steps_per_epoch, self.total_steps)
         ema = None
         if config.ema:
@@ -228,9 +255,11 @@ class Trainer:
                               "with a `targets` attribute (not a DataLoader)")
         self.callbacks = CallbackList([*default_callbacks(config, verbose=verbose), *callbacks])
         data = self.train_data  # what eval/predict need to prepare images as in training
+        photo = getattr(data, "photo", None)
         self.metadata = {k: v for k, v in {
             "class_names": list(data.class_names), "mean": data.mean and list(data.mean),
             "std": data.std and list(data.std), "image_size": list(data.image_size), "dataset": data.name,
+            **({"train_crop": "resized", **photo.metadata()} if photo is not None else {}),
         }.items() if v is not None}
         self.last_test: EvalResult | None = None
 
@@ -238,6 +267,11 @@ class Trainer:
         """--batch-size is the global batch of one optimizer step, split among processes and micro-batches."""
         config, world, accum = self.config, self.ctx.world_size, self.config.accum_steps
         loader = getattr(self.train_data, "loader", None)  # a DataLoader brings its own batch size
+        fits = len(self.train_data) // (world * accum) * (world * accum)
+        if loader is None and config.batch_size > len(self.train_data) and fits > 0:
+            report.info(f"--batch-size {config.batch_size} is more than the {len(self.train_data)} training images: "
+                        f"using batches of {fits}")
+            self.config = config = replace(config, batch_size=fits)
         if config.batch_size % (world * accum) and loader is None:
             raise ResNetError(f"--batch-size {config.batch_size} is the global batch and must divide evenly among "
                               f"{world} process(es) x {accum} accumulation step(s)")
@@ -380,6 +414,8 @@ class Trainer:
             "lr": state.optimizer.param_groups[0]["lr"],
             "images_per_s": round(totals[2] / max(state.partial["seconds"], 1e-9), 1),
         }
+        if self.steps_per_epoch < BN_RECALIBRATE_BELOW:
+            self._recalibrate_batchnorm()
         self.callbacks.on_validation_start(self)
         if self.val_data is not None:
             val = self._evaluate(self.val_data)
@@ -403,6 +439,37 @@ class Trainer:
         data = self.train_data
         generator = seeded_generator(self.config.seed, epoch, _BALANCED)
         return data.subset(balanced_indices(data.labels, data.num_classes, generator))
+
+    def _recalibrate_batchnorm(self) -> None:
+        """BatchNorm's running statistics recomputed over the whole training set, as evaluated (precise BN).
+
+        Only the BatchNorm layers run in training mode (dropout and stochastic depth are off, as in
+        evaluation); those of frozen stages (in eval mode while training) keep their statistics.
+        Every process goes over the same images, so all end with the same statistics.
+        """
+        models = [self.model] + ([self.eval_model] if self.eval_model is not self.model else [])
+        norms = [m for model in models for m in model.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for model in models:
+            model.eval()
+        for m in norms:
+            m.train()
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+        try:
+            with torch.no_grad():
+                for x, _ in self.train_data.batches(self.config.eval_batch_size, device=self.device,
+                                                    channels_last=self.config.channels_last):
+                    for model in models:
+                        model(x)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            for model in models:
+                model.train()
 
     def _evaluate(self, data: Any) -> EvalResult:
         config = self.config
@@ -435,8 +502,7 @@ class Trainer:
                              best=state.best, already_finished=True)
         # The learning rate of the step we continue from, on the (possibly recomputed) schedule:
         # bit-identical to the saved one when nothing changed.
-        factor = lr_factor_fn(self.config, self.steps_per_epoch, self.total_steps)
-        for group, base in zip(state.optimizer.param_groups, state.scheduler.base_lrs):
+        for group, base, factor in zip(state.optimizer.param_groups, state.scheduler.base_lrs, state.scheduler.lr_lambdas):
             group["lr"] = base * factor(state.scheduler.last_epoch)
         return None
 
@@ -518,13 +584,49 @@ def open_data(config: TrainConfig) -> tuple[TrainConfig, Any]:
     so, for config.json: eval of split 'val' must then read the same images).
     """
     from resnet.data import load_splits
+    from resnet.data.photo import PHOTO_MIN_SIDE
 
+    published = _published_weights(config)
+    if config.image_size is None and published is not None:
+        config = replace(config, image_size=list(published.input_size[1:]))
+        report.info(f"--image-size {config.image_size[0]}x{config.image_size[1]}: the input size of {published.name} "
+                    "(give --image-size to train at another)")
+    # train_crop "auto": photos are images of 64 px or more, or anything trained from ImageNet-sized weights.
+    imagenet = published is not None and min(published.input_size[1:]) >= PHOTO_MIN_SIDE
     splits = load_splits(config.data, data_dir=config.data_dir, val_size=config.val_size,
                          val_fraction=config.val_fraction, prefer_own_val=config.own_val_first, seed=config.seed,
-                         download=config.download, strict=config.strict)
+                         download=config.download, strict=config.strict, image_size=config.image_size,
+                         photo=photo_transforms(config),
+                         photo_if_native=PHOTO_MIN_SIDE if config.train_crop == "auto" and not imagenet else None)
     if splits.own_val and (config.val_size is not None or config.val_fraction is not None):
         config = replace(config, val_size=None, val_fraction=None)
+    if config.train_crop == "auto":  # config.json says what "auto" became, so eval and a resume agree
+        config = replace(config, train_crop="resized" if splits.train.photo is not None else "pad")
     return config, splits
+
+
+def _published_weights(config: TrainConfig) -> PretrainedCfg | None:
+    """The published weight set --pretrained names (its PretrainedCfg), or None (a file, or no --pretrained)."""
+    if not config.pretrained:
+        return None
+    from resnet.models.factory import resolve_pretrained
+    from resnet.models.pretrained import PretrainedCfg
+
+    found = resolve_pretrained(config.pretrained, config.model)
+    return found if isinstance(found, PretrainedCfg) else None
+
+
+def photo_transforms(config: TrainConfig) -> PhotoTransforms | None:
+    """The photo preparation ``config`` asks for (train_crop "resized", or "auto" to be decided by the data), else None."""
+    from resnet.data.photo import PhotoTransforms
+
+    if config.train_crop == "pad":
+        return None
+    return PhotoTransforms(
+        size=tuple(config.image_size) if config.image_size else None, crop_fraction=config.crop_fraction,
+        scale=tuple(config.crop_scale), ratio=tuple(config.crop_ratio), auto_augment=config.auto_augment,
+        random_erasing=config.random_erasing,
+    )
 
 
 def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = False, overwrite: bool = False) -> FitResult:

@@ -140,8 +140,9 @@ class DataSplit:
         ``augment`` = random crop with ``padding``-pixel zero padding (0: no crop) + horizontal
         flip, per batch, on ``device``; for a photo split, each image's random-resized crop (and
         whatever else ``photo`` adds) under its own seed, and without ``augment`` the centre crop.
-        ``start_batch`` skips the first batches exactly as if they had been consumed (for resuming mid-epoch). ``num_workers`` decodes image files in that many processes
-        (unused for sets held in memory: their batches are already just tensor ops).
+        ``start_batch`` skips the first batches exactly as if they had been consumed (for resuming
+        mid-epoch). ``num_workers`` decodes image files in that many processes (unused for sets held
+        in memory: their batches are already just tensor ops).
         """
         _check_batching(batch_size, rank, world_size)
         device = torch.device(device)

@@ -170,6 +170,7 @@ class LossWatch(Callback):
                         f"the learning rate is too high for this data; lower --lr, e.g. --lr {trainer.config.lr / 10:g}, "
                         "or use --recipe finetune")
 
+
 class Checkpoints(Callback):
     """``best.safetensors`` when the monitored score improves, ``last.safetensors`` + ``last.state.pt`` every epoch.
 

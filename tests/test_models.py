@@ -91,6 +91,7 @@ TORCHVISION_PARAMS = {
     "resnet152": 60_192_808,
 }
 CIFAR_PARAMS = {  # option A, 10 classes (He et al. 2015, table 6)
+    "resnet8": 75_290,  # n=1, not in the table: 464 stem + 4,672 + 13,952 + 55,552 stages + 650 classifier
     "resnet20": 269_722,
     "resnet32": 464_154,
     "resnet44": 658_586,

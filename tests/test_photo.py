@@ -280,22 +280,26 @@ def test_an_exploding_loss_is_said_in_one_line(photos: Path, tmp_path: Path, cap
 def test_finetune_freezes_the_backbone_for_its_first_epoch_and_resumes(photos: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
+    from resnet import create_model
+    from resnet.models import save_weights
+
+    torch.manual_seed(1)  # "pretrained" weights: any weights given with --pretrained
+    pretrained = create_model("resnet20", num_classes=3, in_chans=3, widths=[4, 8, 16])
+    save_weights(pretrained, tmp_path / "pretrained.safetensors")
+    start = pretrained.state_dict()
     # A constant lr after no warm-up: the schedule is then the same whether planned for 1 or 2 epochs.
     common = ["--recipe", "finetune", "--data", str(photos), *TINY, "--image-size", "24", "--batch-size", "8",
-              "--val-fraction", "0.25", "--schedule", "constant", "--warmup-epochs", "0"]
+              "--val-fraction", "0.25", "--schedule", "constant", "--warmup-epochs", "0",
+              "--pretrained", str(tmp_path / "pretrained.safetensors")]
     out, whole = tmp_path / "run", tmp_path / "whole"
     assert main(["train", *common, "--epochs", "1", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["freeze_backbone_epochs"] == 1 and config["backbone_lr_scale"] == 0.1
-    torch.manual_seed(0)
-    from resnet import create_model
-
-    start = create_model("resnet20", num_classes=3, in_chans=3, widths=[4, 8, 16]).state_dict()
+    assert config["freeze_backbone_epochs"] == 1 and config["backbone_lr_scale"] == 1.0
     after_one = load_file(out / "checkpoints" / "last.safetensors")
     params = [k for k in after_one if "running" not in k and "num_batches" not in k]
     assert all(torch.equal(after_one[k], start[k]) for k in params if not k.startswith("fc."))
     assert not torch.equal(after_one["fc.weight"], start["fc.weight"])
-    # Extended by a second epoch (a resume): the backbone trains, at the classifier's lr x 0.1 ...
+    # Extended by a second epoch (a resume): the backbone trains from then on ...
     assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
     after_two = load_file(out / "checkpoints" / "last.safetensors")
     assert any(not torch.equal(after_two[k], start[k]) for k in params if k.startswith("layer"))
@@ -303,3 +307,14 @@ def test_finetune_freezes_the_backbone_for_its_first_epoch_and_resumes(photos: P
     assert main(["train", *common, "--epochs", "2", "--out", str(whole)]) == 0
     straight = load_file(whole / "checkpoints" / "last.safetensors")
     assert all(torch.equal(after_two[k], straight[k]) for k in straight)
+
+
+def test_finetune_from_random_weights_trains_the_whole_net_at_once(photos: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Freezing a random backbone only costs accuracy (benchmarks/transfer.md): without --pretrained the
+    # recipe's backbone settings are dropped, with a line that says so.
+    assert main(["train", "--recipe", "finetune", "--data", str(photos), *TINY, "--image-size", "24",
+                 "--batch-size", "8", "--epochs", "2", "--out", str(tmp_path / "run")]) == 0
+    assert "no --pretrained weights: the backbone trains at the full learning rate" in capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["freeze_backbone_epochs"] == 0 and config["backbone_lr_scale"] == 1.0

@@ -210,6 +210,12 @@ def preact_resnet1001(**kwargs: Any) -> ResNet:
 
 
 @register_model
+def resnet8(**kwargs: Any) -> ResNet:
+    """ResNet-8 for CIFAR (n=1), option-A shortcut: the family's shallowest member, for short budgets."""
+    return _cifar(8, BasicBlock, {}, kwargs)
+
+
+@register_model
 def resnet20(**kwargs: Any) -> ResNet:
     """ResNet-20 for CIFAR (n=3), option-A shortcut."""
     return _cifar(20, BasicBlock, {}, kwargs)

@@ -638,6 +638,12 @@ def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = 
     if out is not None and not distributed.launched_by_torchrun():
         prepare_run_dir(out, resume=resume, overwrite=overwrite, write=False)  # fail before loading anything
     config, data = open_data(config)
+    if not config.pretrained and (config.freeze_backbone_epochs or config.backbone_lr_scale != 1.0):
+        # A random backbone has no features to protect: freezing or slowing it only costs accuracy
+        # (measured in benchmarks/transfer.md), so a recipe's fine-tuning settings apply to --pretrained only.
+        report.info("no --pretrained weights: the backbone trains at the full learning rate from the first epoch "
+                    "(--freeze-backbone-epochs and --backbone-lr-scale apply when fine-tuning pretrained weights)")
+        config = replace(config, freeze_backbone_epochs=0, backbone_lr_scale=1.0)
     train_data = data.train
     torch.manual_seed(config.seed)  # the initial weights
     model = create_model(config.model, num_classes=train_data.num_classes, in_chans=train_data.in_chans,

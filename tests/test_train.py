@@ -397,3 +397,38 @@ def test_default_amp_follows_the_cpu(flags: set[str], expected: torch.dtype | No
     fake_cpu_flags(monkeypatch, flags)
     assert amp_dtype_for("cpu", None) is expected  # --amp not given
     assert amp_dtype_for("cpu", True) is torch.bfloat16 and amp_dtype_for("cpu", False) is None  # flags win
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    from resnet.train.step import make_train_step
+
+    def broken_compile(model: nn.Module, **_: object) -> object:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=3, in_chans=1, widths=[4, 8, 16])
+    before = [p.detach().clone() for p in model.parameters()]
+    step = make_train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", amp_dtype=None,
+                           channels_last=False, compile=True)
+    x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
+    assert torch.isfinite(step(x, y)) and torch.isfinite(step(x, y))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    lines = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert lines == ["warning: --compile: torch.compile failed (RuntimeError: InductorError: no working C++ compiler "
+                     "found); training without it"]
+
+
+@pytest.mark.parametrize("name", ["fmnist-5min", "fmnist-30min"])
+def test_the_time_budget_presets_compile_and_score_the_test_split_once(name: str) -> None:
+    from resnet.train.config import RECIPES
+
+    config = resolve_config(recipe=name)
+    assert name in RECIPES and config.recipe == name and config.data == "fashion-mnist"
+    assert config.compile and config.tta and config.val_size is None and config.val_fraction is None
+    assert config.test_every > config.epochs  # scored after the last epoch only
+    # A shorter run from the same preset still scores the test split at its end.
+    assert resolve_config({"epochs": 3}, recipe=name).epochs == 3

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fetch a named dataset with torchvision's downloader if it is not found locally (needs a network)")
     g.add_argument("--strict", action="store_true", default=S, help="stop at the first unreadable image instead of skipping it")
     g = p.add_argument_group("how long, how fast")
-    g.add_argument("--recipe", default=S, help="preset: quick (default), paper-cifar, paper-imagenet, fmnist-10min, fmnist-60min, finetune")
+    g.add_argument("--recipe", default=S, help="preset: quick (default), paper-cifar, paper-imagenet, fmnist-5min, fmnist-10min, fmnist-30min, fmnist-60min, finetune")
     g.add_argument("--config", dest="config_file", default=S, metavar="FILE", help="YAML or JSON file of settings")
     g.add_argument("--epochs", type=int, default=S)
     g.add_argument("--max-steps", type=int, default=S, metavar="N", help="stop after N optimizer steps")

@@ -95,13 +95,33 @@ class TrainStep:
         self.class_weights = class_weights.to(self.device) if class_weights is not None else None
         self.clip_grad = clip_grad
         self.mix = mix
+        if compile:
+            import logging
+
+            # "No CUDA runtime is found" from torch's extension builder, on every CPU-only compile: not news.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile else model
+        self.compile_pending = compile  # the first call compiles; a failure there falls back to eager
         self.correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.skipped = False
         self.grad_norm: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run([(x, y)])
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.compile_pending:
+            return self.forward(x)
+        self.compile_pending = False
+        try:
+            return self.forward(x)
+        except Exception as exc:  # noqa: BLE001 -- any compiler failure (no C++ compiler, unsupported op)
+            from resnet import report
+
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            report.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {first}); training without it")
+            self.forward = self.model
+            return self.forward(x)
 
     def run(self, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """One optimizer step over equal micro-batches: the mean of their losses, i.e. the loss of their union."""
@@ -119,7 +139,7 @@ class TrainStep:
             last = i == count - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
             with contextlib.nullcontext() if last else self.model.no_sync():
                 with autocast(self.device, self.amp_dtype):
-                    logits = self.forward(x)
+                    logits = self._forward(x)
                 # The loss in fp32: log-softmax in bf16 loses the small differences that matter late in training.
                 loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
                                        label_smoothing=self.label_smoothing)

@@ -5,7 +5,7 @@
 A net is NAME or NAME:WIDTH (the first stage's width; the others double it, e.g. resnet8:32 is widths
 32/64/128). Each runs resnet's own train step (bf16 autocast where the CPU has native bf16, channels_last),
 eager and/or compiled, on random data: 3 warm-up steps (timed: that is the compile time), then the median
-of 5 rounds of 4 steps. Prints one line per net and the CPU line.
+of 5 rounds of at least 0.5 s (`resnet.speed.timing.time_rounds`). Prints one line per net and the CPU line.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> int:
 
     from resnet.device import describe
     from resnet.models import create_model
+    from resnet.speed.timing import time_rounds
     from resnet.train.step import amp_dtype_for, make_train_step
 
     if args.threads:
@@ -46,14 +47,9 @@ def main() -> int:
             for _ in range(3):
                 step(x, y)
             warm = time.perf_counter() - start
-            rounds = []
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(4):
-                    step(x, y)
-                rounds.append((time.perf_counter() - start) / 4)
+            seconds = time_rounds([lambda step=step, x=x, y=y: step(x, y)], rounds=5, min_round_s=0.5, warmup=0)[0]
             params = sum(p.numel() for p in model.parameters())
-            print(f"{spec:14s} {'compiled' if compiled else 'eager':8s} {args.batch / statistics.median(rounds):7.0f} "
+            print(f"{spec:14s} {'compiled' if compiled else 'eager':8s} {args.batch / statistics.median(seconds):7.0f} "
                   f"images/s  params {params:>9,}  warm-up {warm:5.1f} s", flush=True)
     return 0
 

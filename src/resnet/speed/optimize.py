@@ -204,7 +204,7 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             remembered = None
 
     built: list[tuple[Candidate, Runner, Parity, float]] = []
-    quick_speeds: list[float] = []  # a budgeted search times each engine once, inside its build cost
+    quick_speeds: list[float] = []  # beside `built`: images/s of one call, for a budgeted search
     spent, over_budget = 0.0, []
     for cand, job in candidates:
         if budget_s is not None and built and (spent >= budget_s or (cand.variant == "compile" and budget_s - spent < COMPILE_BUILD_S)):
@@ -215,10 +215,8 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             with torch.inference_mode():
                 runner = cand.build()
                 outputs = [runner(x).float().cpu() for x in parity_inputs]  # the first call compiles
-                if budget_s is not None:
-                    timed = time.perf_counter()
-                    runner(example_input)
-                    quick_speed = example_input.shape[0] / (time.perf_counter() - timed)
+                # A budgeted search times each engine with one more call here, inside its build cost.
+                quick_speed = _one_call_speed(runner, example_input) if budget_s is not None else 0.0
         except ResNetError:
             raise
         except Exception as exc:  # an engine that cannot take this model is skipped, not fatal
@@ -234,8 +232,7 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
                            f"max abs diff {parity.max_abs_diff:.3g}, {parity.top1_flips} top-1 changes)")
             continue
         built.append((cand, runner, parity, build_s))
-        if budget_s is not None:
-            quick_speeds.append(quick_speed)
+        quick_speeds.append(quick_speed)
     if not built and remembered is not None:  # the remembered engine no longer passes: search afresh
         return _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
                        precision=precision, backend=backend, budget_s=budget_s)
@@ -417,6 +414,12 @@ def _first_samples(batches: list[torch.Tensor], limit: int) -> list[torch.Tensor
         found.append(b[: limit - total])
         total += found[-1].shape[0]
     return found
+
+
+def _one_call_speed(runner: Runner, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    runner(x)
+    return x.shape[0] / (time.perf_counter() - start)
 
 
 def time_runners(runners: list[Runner], x: torch.Tensor, *, rounds: int = 5, min_round_s: float = 0.1) -> list[float]:

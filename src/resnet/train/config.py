@@ -99,6 +99,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# What the Fashion-MNIST time-budget presets share: one-cycle to lr 0.2, a 2-pixel crop padding, all
+# 60k images for training (no validation carve), flip TTA when scoring.
+_FMNIST_BUDGET: dict[str, Any] = dict(
+    data="fashion-mnist", batch_size=128, lr=0.2, schedule="onecycle", crop_padding=2, label_smoothing=0.0,
+    val_size=None, tta=True,
+)
+
 # Named presets. Each sets only what differs from the defaults above.
 RECIPES: dict[str, dict[str, Any]] = {
     # The main job: resnet20 on Fashion-MNIST, a few minutes on 2 CPU cores, test accuracy >= 0.90.
@@ -121,29 +128,16 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     # Best found for Fashion-MNIST within 10 minutes of 2-core CPU training (benchmarks/train.md):
     # a 2-pixel crop padding and wd 2e-4 fit better than the paper's 4 and 5e-4 in a short schedule.
-    "fmnist-10min": dict(
-        model="resnet20", data="fashion-mnist", epochs=18, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=2e-4, crop_padding=2, label_smoothing=0.0, val_size=None, tta=True,
-    ),
+    "fmnist-10min": dict(_FMNIST_BUDGET, model="resnet20", epochs=18, weight_decay=2e-4),
     # For 60 minutes: resnet56 (3x resnet20's work per image) for 38 epochs, with EMA of the weights.
-    "fmnist-60min": dict(
-        model="resnet56", data="fashion-mnist", epochs=38, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=3e-4, crop_padding=2, label_smoothing=0.0, ema=True, val_size=None, tta=True,
-    ),
+    "fmnist-60min": dict(_FMNIST_BUDGET, model="resnet56", epochs=38, weight_decay=3e-4, ema=True),
     # For 5 minutes (issue 18): the 10-minute preset cut to 8 epochs, the train step compiled (1.22x
     # resnet20's eager step on the CPUs measured, for ~35 s of compiling) and the test split scored
-    # once, at the end (benchmarks/train.md has every candidate).
-    "fmnist-5min": dict(
-        model="resnet20", data="fashion-mnist", epochs=8, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=2e-4, crop_padding=2, label_smoothing=0.0, val_size=None, tta=True, compile=True,
-        test_every=100,
-    ),
+    # once, at the end (test_every beyond the epochs; benchmarks/train.md has every candidate).
+    "fmnist-5min": dict(_FMNIST_BUDGET, model="resnet20", epochs=8, weight_decay=2e-4, compile=True, test_every=100),
     # For 30 minutes: resnet32 compiled, with EMA of the weights, test scored at the end.
-    "fmnist-30min": dict(
-        model="resnet32", data="fashion-mnist", epochs=28, batch_size=128, lr=0.2, schedule="onecycle",
-        weight_decay=3e-4, crop_padding=2, label_smoothing=0.0, ema=True, val_size=None, tta=True, compile=True,
-        test_every=100,
-    ),
+    "fmnist-30min": dict(_FMNIST_BUDGET, model="resnet32", epochs=28, weight_decay=3e-4, ema=True, compile=True,
+                         test_every=100),
     # Fine-tuning on a small folder of your own photos (usually from --pretrained weights): a gentle
     # SGD lr with warm-up and a cosine decay, the classifier alone for the first epoch (a fresh
     # classifier's large early gradients would otherwise wreck the pretrained features), then the whole

@@ -7,6 +7,7 @@ exactly the code that trains.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,8 +97,6 @@ class TrainStep:
         self.clip_grad = clip_grad
         self.mix = mix
         if compile:
-            import logging
-
             # "No CUDA runtime is found" from torch's extension builder, on every CPU-only compile: not news.
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile else model

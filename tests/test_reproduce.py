@@ -171,3 +171,22 @@ def test_parallel_members_run_in_their_own_processes(fmnist, tmp_path):
     for o in "ABC":  # each member ran with half the cores
         config = json.loads((tmp_path / "exp" / f"resnet20-{o}-seed0" / "config.json").read_text())
         assert config["threads"] == max(cores() // 2, 1)
+
+
+def test_only_trains_the_named_groups_and_judges_the_residual_half(fmnist, tmp_path, one_thread):
+    deg = reproduce.get_experiment("degradation")
+    assert deg.groups() == ["plain", "resnet"]
+    assert [m.model for m in deg.members([20, 32], only=["resnet"])] == ["resnet20", "resnet32"]
+    assert [m.model_options["shortcut"] for m in reproduce.get_experiment("shortcuts").members([20], only=["A", "C"])] == ["A", "C"]
+    with pytest.raises(ResNetError, match="--only: residual is not a group of the degradation experiment; choose from plain, resnet"):
+        deg.members([20], only=["residual"])
+    result = reproduce.run("degradation", data_dir=str(fmnist), steps=2, depths=[20, 32], only=["resnet"], out=tmp_path / "x",
+                           threads=1, overrides=TINY)
+    assert [r["key"] for r in result.rows] == ["resnet20", "resnet32"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir() if p.name.endswith("-seed0")) == ["resnet20-seed0", "resnet32-seed0"]
+    rows = {r["key"]: r for r in result.rows}
+    assert result.verdict["residual_deeper_trains_better"] == (rows["resnet32"]["train_error"] < rows["resnet20"]["train_error"])
+    assert result.verdict["text"].startswith("verdict: residual half ") and "(plain nets not run)" in result.verdict["text"]
+    assert result.verdict["reproduced"] is None  # the plain half was not run, so the whole claim is not judged
+    with pytest.raises(ResNetError, match="only"):  # the same folder with another group set is another experiment
+        reproduce.run("degradation", data_dir=str(fmnist), steps=2, depths=[20, 32], out=tmp_path / "x", threads=1, overrides=TINY)

@@ -50,6 +50,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--depths", default="20,32,44,56")
     parser.add_argument("--seeds", type=int, default=1, help="runs per net (the table gives mean and std)")
+    parser.add_argument("--only", default=None, help="groups to train alone, e.g. resnet")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="runs/bench-reproduce-degradation")
@@ -65,7 +66,8 @@ def main() -> int:
     if args.train_images or args.test_images:
         data_dir = str(subset(Path(f"{args.out}-data"), args.data_dir, args.train_images, args.test_images))
     result = reproduce.run("degradation", data=args.data, data_dir=data_dir, budget_minutes=args.budget_minutes, steps=args.steps,
-                           jobs=args.jobs, depths=[int(d) for d in args.depths.split(",")], seeds=args.seeds, out=args.out)
+                           jobs=args.jobs, depths=[int(d) for d in args.depths.split(",")], seeds=args.seeds,
+                           only=args.only.split(",") if args.only else None, out=args.out)
     wall = time.time() - started
     dest = Path(args.results)
     (dest / "metrics").mkdir(parents=True, exist_ok=True)

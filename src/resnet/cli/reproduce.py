@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depths", type=_depths, default=None, metavar="D,D,...",
                    help="depths (degradation default 20,32,44,56; units 110; shortcuts 32)")
     p.add_argument("--seeds", type=int, default=1, metavar="K", help="repeat each net with K seeds; the table shows mean ± std")
+    p.add_argument("--only", type=lambda t: [g for g in t.split(",") if g], default=None, metavar="GROUP,...",
+                   help="train these groups alone, e.g. resnet (degradation: plain, resnet; units: their names; shortcuts: A, B, C)")
     p.add_argument("--jobs", type=int, default=1, metavar="J", help="members trained at once, each with cores // J threads")
     p.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default the paper's 128)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per member (default cores // jobs)")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from resnet.reproduce.results import display_rows
 
     result = run_experiment(args.experiment, data=args.data, data_dir=args.data_dir, epochs=args.epochs, steps=args.steps,
-                            budget_minutes=args.budget_minutes, depths=args.depths, seeds=args.seeds, jobs=args.jobs,
+                            budget_minutes=args.budget_minutes, depths=args.depths, seeds=args.seeds, only=args.only, jobs=args.jobs,
                             out=args.out, threads=args.threads,
                             overrides={"batch_size": args.batch_size} if args.batch_size else None)
     if args.json:

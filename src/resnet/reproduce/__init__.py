@@ -56,6 +56,7 @@ def run(
     budget_minutes: float | None = None,
     depths: Sequence[int] | None = None,
     seeds: int = 1,
+    only: Sequence[str] | None = None,
     jobs: int = 1,
     out: str | Path | None = None,
     threads: int | None = None,
@@ -67,7 +68,8 @@ def run(
     net here, see ``runner.budget_schedule``) set how long every member trains, all members alike;
     none of them: the paper's 64k iterations. ``jobs`` members train at once in worker processes,
     each with ``threads`` (default: this machine's cores // jobs). ``overrides`` are further
-    TrainConfig settings for every member (e.g. ``{"batch_size": 32}``).
+    TrainConfig settings for every member (e.g. ``{"batch_size": 32}``). ``only`` trains the named
+    groups alone (``["resnet"]``: the residual nets of ``degradation``).
     """
     exp = get_experiment(experiment)
     if sum(x is not None for x in (epochs, steps, budget_minutes)) > 1:
@@ -75,7 +77,7 @@ def run(
     for name, value in (("--epochs", epochs), ("--steps", steps), ("--jobs", jobs)):
         if value is not None and value < 1:
             raise ResNetError(f"{name} must be a positive whole number, got {value}")
-    members = exp.members(depths, seeds)
+    members = exp.members(depths, seeds, only)
     jobs = min(jobs, len(members))
     threads = threads or max(cores() // jobs, 1)
     out = Path(out) if out is not None else Path("runs") / f"reproduce-{exp.name}"
@@ -84,6 +86,8 @@ def run(
     request = {"experiment": exp.name, "data": data, "data_dir": data_dir, "epochs": epochs, "steps": steps,
                "budget_minutes": budget_minutes, "depths": list(depths or exp.default_depths),
                "seeds": seeds, "overrides": overrides or {}}
+    if only is not None:  # absent otherwise, so folders made before --only existed still match
+        request["only"] = list(only)
     schedule = read_manifest(out, request)
     if schedule is None and out.is_dir() and any(out.iterdir()):
         raise ResNetError(f"--out {out} is a folder that is not empty and holds no experiment; choose a new or empty folder")

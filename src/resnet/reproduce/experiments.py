@@ -65,7 +65,13 @@ class Experiment:
     published_source: str
     one_depth: bool  # units and shortcuts compare variants at a single depth
 
-    def members(self, depths: Sequence[int] | None = None, seeds: int = 1) -> list[Member]:
+    def groups(self) -> list[str]:
+        """The families of nets this experiment compares ("plain"/"resnet", the unit names, the shortcut options)."""
+        return list(dict.fromkeys(net["group"] for _, net in _NETS[self.name](self.default_depths[0])))
+
+    def members(self, depths: Sequence[int] | None = None, seeds: int = 1, only: Sequence[str] | None = None) -> list[Member]:
+        """Every net at every depth and seed; ``only`` keeps the named groups (e.g. ["resnet"] to rerun the
+        residual half of the degradation experiment longer without retraining the plain nets)."""
         depths = tuple(depths) if depths else self.default_depths
         for depth in depths:
             if depth not in CIFAR_DEPTHS:
@@ -77,6 +83,12 @@ class Experiment:
         if seeds < 1:
             raise ResNetError(f"--seeds must be at least 1, got {seeds}")
         nets = [net for depth in depths for net in _NETS[self.name](depth)]
+        if only is not None:
+            unknown = [g for g in only if g not in self.groups()]
+            if unknown or not only:
+                raise ResNetError(f"--only: {','.join(unknown) or '(nothing)'} is not a group of the {self.name} experiment; "
+                                  f"choose from {', '.join(self.groups())}")
+            nets = [(key, net) for key, net in nets if net["group"] in only]
         return [Member(name=f"{key}-seed{seed}", seed=seed, **net) for seed in range(seeds) for key, net in nets]
 
 

@@ -96,8 +96,15 @@ def verdict(experiment: Experiment, rows: Sequence[dict[str, Any]]) -> dict[str,
     if experiment.name == "degradation":
         plain = sorted((r for r in rows if r["group"] == "plain"), key=lambda r: r["depth"])
         res = sorted((r for r in rows if r["group"] == "resnet"), key=lambda r: r["depth"])
-        if len(plain) < 2:
-            return {"text": "verdict: needs at least two depths to compare", "reproduced": None}
+        if len(res) >= 2 and not plain:  # --only resnet: the residual half alone
+            rs, rd = res[0], res[-1]
+            improves = rd["train_error"] < rs["train_error"]
+            text = (f"verdict: residual half {'REPRODUCED' if improves else 'NOT reproduced'} (plain nets not run): "
+                    f"{rd['net']} ends {'lower' if improves else 'NOT lower'} than {rs['net']} in training error "
+                    f"({rd['train_error']:.2f}% vs {rs['train_error']:.2f}%)")
+            return {"text": text, "reproduced": None, "residual_deeper_trains_better": improves}
+        if len(plain) < 2 or len(res) < 2:
+            return {"text": "verdict: needs at least two depths of both families to compare", "reproduced": None}
         ps, pd, rs, rd = plain[0], plain[-1], res[0], res[-1]
         degrades = pd["train_error"] > ps["train_error"]
         improves = rd["train_error"] < rs["train_error"]

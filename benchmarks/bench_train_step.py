@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: where the CPU has native bf16)")
     args = parser.parse_args()
 
     from resnet.device import describe
@@ -41,7 +42,7 @@ def main() -> int:
             torch.manual_seed(0)
             model = create_model(name, num_classes=10, in_chans=1, **options)
             step = make_train_step(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), device="cpu",
-                                   amp_dtype=amp_dtype_for("cpu", None), channels_last=True, compile=compiled)
+                                   amp_dtype=amp_dtype_for("cpu", {"auto": None, "on": True, "off": False}[args.amp]), channels_last=True, compile=compiled)
             x, y = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 10, (args.batch,))
             start = time.perf_counter()
             for _ in range(3):

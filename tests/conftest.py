@@ -5,6 +5,12 @@ import os
 # Idle OpenMP threads sleep instead of spinning: tests start subprocesses (torchrun, resumed runs)
 # beside the main one, and spinning threads on 2 oversubscribed cores slowed the suite several-fold.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Remembered choices (training precision, optimize's engines) go to a folder of this session, not ~/.cache:
+# a test run neither reads what an earlier one measured nor leaves anything behind.
+if "RESNET_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["RESNET_CACHE"] = tempfile.mkdtemp(prefix="resnet-test-cache-")
 
 import dataclasses  # noqa: E402
 

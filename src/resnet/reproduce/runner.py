@@ -117,7 +117,12 @@ def _time_steps(model_name: str, options: dict[str, Any], in_chans: int, size: t
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, in_chans, *size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), device=device)
-    use_amp = native_bf16(device) if amp is None else amp
+    if amp is None and device.type == "cpu":  # what the member's training will choose (train/precision.py)
+        from resnet.train.precision import choose_cpu_amp
+
+        use_amp = choose_cpu_amp(model, (in_chans, *size), channels_last=True)[0] is not None
+    else:
+        use_amp = native_bf16(device) if amp is None else amp
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

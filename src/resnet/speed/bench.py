@@ -269,6 +269,10 @@ def bench_train(
         baseline = Entry("torchvision eager loop" if tv is not None else "plain eager loop", "fp32", plain(base_model), 0.0)
         entries.append(baseline)
         amp = amp_dtype_for(dev, None)
+        if dev.type == "cpu":  # the precision training would choose here (measured where bf16 is native)
+            from resnet.train.precision import choose_cpu_amp
+
+            amp = choose_cpu_amp(fresh(), tuple(x.shape[1:]), channels_last=True)[0]
         variants = [False, True] if compile else [False]
         for use_compile in variants:
             model = fresh()

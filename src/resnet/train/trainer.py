@@ -213,8 +213,6 @@ class Trainer:
             # On a CPU shared with other jobs, fewer threads than cores avoids OpenMP's spin-wait stalls.
             torch.set_num_threads(config.threads)
         _set_determinism(config, device)
-        self.amp_dtype = amp_dtype_for(device, config.amp)
-        self.amp_name = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"
         classes = getattr(model, "num_classes", None)
         self.train_data = as_data(train_data, num_classes=classes, split="train")
         self.val_data = as_data(val_data, num_classes=classes, split="val") if val_data is not None else None
@@ -230,6 +228,8 @@ class Trainer:
 
         self._plan_batches()
         model = self._prepare_model(model)
+        self.amp_dtype, self.amp_reason = self._choose_amp(model)
+        self.amp_name = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                    weight_decay=config.weight_decay, nesterov=config.nesterov,
@@ -298,6 +298,30 @@ class Trainer:
         if config.freeze is not None:  # after the BatchNorm swap, whose new layers would be trainable again
             self.frozen = freeze_stages(model, config.freeze)
         return model
+
+    def _choose_amp(self, model: nn.Module) -> tuple[torch.dtype | None, str | None]:
+        """The autocast dtype (None: fp32) and, when it was chosen rather than asked for, the line saying why.
+
+        --amp/--no-amp and GPUs decide by themselves; on a CPU with native bf16 the choice is measured
+        (train/precision.py). A resumed run keeps the precision it was trained in (config.json), so it
+        ends bit-identical to an uninterrupted one whatever a new timing would say; under torchrun
+        the processes could time differently, so they keep the flag rule instead."""
+        config, device = self.config, self.device
+        if config.amp is not None or device.type != "cpu":
+            return amp_dtype_for(device, config.amp), None
+        if self.resumed and self.run_dir is not None:
+            try:
+                recorded = json.loads((self.run_dir / "config.json").read_text(encoding="utf-8")).get("amp_dtype", "missing")
+            except (OSError, ValueError):
+                recorded = "missing"
+            if recorded != "missing":
+                return (torch.bfloat16 if recorded == "bfloat16" else None), None
+        if self.ctx.enabled:
+            return amp_dtype_for(device, None), None
+        from resnet.train.precision import choose_cpu_amp
+
+        data = self.train_data
+        return choose_cpu_amp(model, (data.in_chans, *data.image_size), channels_last=config.channels_last)
 
     # -- what callbacks use ----------------------------------------------------------------------
 

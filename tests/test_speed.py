@@ -11,7 +11,9 @@ import importlib
 import json
 import logging
 import sys
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -441,3 +443,35 @@ def test_one_parity_measure_with_tolerances_per_precision() -> None:
     result = compare([flipped], [ref], "int8")
     assert not result.ok and result.top1_flips == 1 and "int8" in result.criterion
     assert "shape" in compare([ref[:, :2]], [ref], "fp32").criterion
+
+
+def test_a_budgeted_search_does_not_start_a_build_expected_to_overrun(model: nn.Module) -> None:
+    """An engine's next candidate is expected to take as long to build as its last one did: with 0.25 s
+    builds and a 0.4 s budget the second is not started (it would end the search 0.1 s over)."""
+    import types
+
+    optimize_module = importlib.import_module("resnet.speed.optimize")
+    from resnet.speed.backends import Candidate, Job
+
+    built: list[str] = []
+
+    def slow(variant: str) -> Candidate:
+        def build():
+            time.sleep(0.25)
+            built.append(variant)
+            return lambda x: model(x)
+        return Candidate("slowbuild", "fp32", variant, build)
+
+    engine = types.SimpleNamespace(supports=lambda p, d: None, candidates=lambda job: [slow("first"), slow("second"), slow("third")])
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        reference = model.eval()(x).float()
+    job = Job(model.eval(), x, "fp32")
+    skipped: list[str] = []
+    try:
+        fast = optimize_module._choose(job, ["fp32"], {"slowbuild": engine}, torch.device("cpu"), [x], [reference], skipped,
+                                       compile=False, precision="fp32", backend="slowbuild", budget_s=0.4)
+    finally:
+        shutil.rmtree(job.workdir, ignore_errors=True)
+    assert built == ["first"] and fast.variant == "first"
+    assert any("slowbuild fp32" in s and "cannot pay for themselves" in s for s in skipped), skipped

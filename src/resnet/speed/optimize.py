@@ -206,8 +206,12 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
     built: list[tuple[Candidate, Runner, Parity, float]] = []
     quick_speeds: list[float] = []  # beside `built`: images/s of one call, for a budgeted search
     spent, over_budget = 0.0, []
+    build_s_seen: dict[str, float] = {}  # each engine's latest build time: the estimate for its next candidate
     for cand, job in candidates:
-        if budget_s is not None and built and (spent >= budget_s or (cand.variant == "compile" and budget_s - spent < COMPILE_BUILD_S)):
+        # A candidate is started only if its expected build still fits: torch.compile's known cost, or what
+        # the same engine's last build took (its other precisions re-read the same exported file).
+        expected = COMPILE_BUILD_S if cand.variant == "compile" else build_s_seen.get(cand.backend, 0.0)
+        if budget_s is not None and built and (spent >= budget_s or spent + expected > budget_s):
             over_budget.append(_label(cand))
             continue
         start = time.perf_counter()
@@ -226,6 +230,7 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
             continue
         build_s = time.perf_counter() - start
         spent += build_s
+        build_s_seen[cand.backend] = build_s
         parity = compare(outputs, references, cand.precision)
         if not parity.ok:
             skipped.append(f"{_label(cand)}: failed parity (error {parity.error:.3g}, tolerance {parity.tolerance:.3g}, "

@@ -49,7 +49,11 @@ def choose_cpu_amp(model: nn.Module, input_shape: tuple[int, ...], *, channels_l
     if key in entries:
         ratio = float(entries[key]["bf16_speedup"])
         return _decide(ratio, f"remembered from {entries[key].get('when', 'an earlier run')} in {path}")
-    ratio = _bf16_speedup(model, input_shape, channels_last=channels_last)
+    try:
+        ratio = _bf16_speedup(model, input_shape, channels_last=channels_last)
+    except Exception as exc:  # a model the probe cannot step (e.g. nothing trainable): keep the flag's answer
+        report.debug(f"training precision not measured ({type(exc).__name__}: {exc})")
+        return torch.bfloat16, "bf16 autocast (this CPU has native bf16; a timing of the model failed)"
     entries[key] = {"model": name, "input": list(input_shape), "bf16_speedup": round(ratio, 3),
                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:

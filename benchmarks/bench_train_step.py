@@ -3,7 +3,8 @@
     PYTHONPATH=src .venv/bin/python benchmarks/bench_train_step.py --nets resnet20,resnet8:32,resnet32 --compile both
 
 A net is NAME or NAME:WIDTH (the first stage's width; the others double it, e.g. resnet8:32 is widths
-32/64/128). Each runs resnet's own train step (bf16 autocast where the CPU has native bf16, channels_last),
+32/64/128). Each runs resnet's own train step (channels_last; bf16 autocast as training would choose it,
+measured where the CPU has native bf16, or forced with --amp on/off),
 eager and/or compiled, on random data: 3 warm-up steps (timed: that is the compile time), then the median
 of 5 rounds of at least 0.5 s (`resnet.speed.timing.time_rounds`). Prints one line per net and the CPU line.
 """
@@ -23,12 +24,13 @@ def main() -> int:
     parser.add_argument("--compile", choices=["no", "yes", "both"], default="both")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: where the CPU has native bf16)")
+    parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="bf16 autocast (auto: as training chooses)")
     args = parser.parse_args()
 
     from resnet.device import describe
     from resnet.models import create_model
     from resnet.speed.timing import time_rounds
+    from resnet.train.precision import choose_cpu_amp
     from resnet.train.step import amp_dtype_for, make_train_step
 
     if args.threads:
@@ -41,8 +43,10 @@ def main() -> int:
         for compiled in modes:
             torch.manual_seed(0)
             model = create_model(name, num_classes=10, in_chans=1, **options)
+            amp = (choose_cpu_amp(model, (1, 28, 28), channels_last=True)[0] if args.amp == "auto"
+                   else amp_dtype_for("cpu", args.amp == "on"))
             step = make_train_step(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), device="cpu",
-                                   amp_dtype=amp_dtype_for("cpu", {"auto": None, "on": True, "off": False}[args.amp]), channels_last=True, compile=compiled)
+                                   amp_dtype=amp, channels_last=True, compile=compiled)
             x, y = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 10, (args.batch,))
             start = time.perf_counter()
             for _ in range(3):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -42,10 +41,10 @@ import torch
 from torch import nn
 
 from resnet import device as hw
+from resnet import remembered as memo
 from resnet import report
 from resnet.errors import ResNetError
 from resnet.export.parity import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, Parity, compare
-from resnet.io import atomic_write_text
 from resnet.speed.backends import Candidate, Job, Runner, engines
 from resnet.speed.backends.calibration import check_calibration
 from resnet.speed.timing import time_rounds
@@ -163,7 +162,7 @@ def optimize(
     budget_s = BUILD_BUDGET * eager_s_per_image * job_images if job_images is not None else None
     cache_file = (choice_cache_path() if cache is True else Path(cache)) if cache else None
     key = choice_key(model, example_input, precisions=precisions, backend=backend, compile=compile) if cache_file else None
-    remembered = _read_cache(cache_file).get(key) if cache_file and key else None
+    remembered = memo.read(cache_file).get(key) if cache_file and key else None
     base = Job(folded, example_input, precisions[0], batches)
     try:
         fast = _choose(base, precisions, modules, dev, parity_inputs, references, skipped, compile=compile,
@@ -286,8 +285,7 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
 
 def choice_cache_path() -> Path:
     """Where remembered choices live: ``$RESNET_CACHE/optimize-choices.json``, else ``~/.cache/resnet/``."""
-    root = os.environ.get("RESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resnet")
-    return Path(root) / "optimize-choices.json"
+    return memo.cache_file("optimize-choices.json")
 
 
 def remembered_choice(model: nn.Module, example_input: torch.Tensor, *, precision: str = "auto", backend: str = "auto",
@@ -297,7 +295,7 @@ def remembered_choice(model: nn.Module, example_input: torch.Tensor, *, precisio
     calibration data when the remembered engine is not int8)."""
     precisions = _precisions(precision, example_input.device, have_calibration=with_calibration)
     key = choice_key(model, example_input, precisions=precisions, backend=backend, compile=compile)
-    return _read_cache(Path(cache) if cache else choice_cache_path()).get(key)
+    return memo.read(Path(cache) if cache else choice_cache_path()).get(key)
 
 
 def choice_key(model: nn.Module, example_input: torch.Tensor, *, precisions: list[str], backend: str, compile: bool) -> str:
@@ -330,22 +328,9 @@ def _choice_of(c: Candidate | dict[str, Any]) -> tuple[str, str, str]:
     return (c.backend, c.precision, c.variant)
 
 
-def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # no cache yet, or a damaged one: the search simply runs
-    return data if isinstance(data, dict) else {}
-
-
 def _remember(path: Path, key: str, fast: OptimizedModel) -> None:
-    entries = _read_cache(path)
-    entries[key] = {"backend": fast.backend, "precision": fast.precision, "variant": fast.variant,
-                    "images_per_s": fast.images_per_s, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    try:
-        atomic_write_text(path, json.dumps(entries, indent=1))
-    except OSError as exc:  # a read-only home must not fail the job: the choice is only not remembered
-        report.debug(f"optimize: could not remember the choice in {path} ({exc})")
+    memo.remember(path, key, {"backend": fast.backend, "precision": fast.precision, "variant": fast.variant,
+                                    "images_per_s": fast.images_per_s})
 
 
 def _label(c: Candidate) -> str:

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import os
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from resnet import device as hw
+from resnet import remembered as memo
 from resnet import report
-from resnet.io import atomic_write_text
 from resnet.speed.timing import time_rounds
 
 TIMING_PIXELS = 32 * 32 * 32  # images per timed step: about 32 CIFAR-size ones (ratios hold from batch 32 up)
@@ -31,8 +28,7 @@ BF16_MIN_GAIN = 1.05  # bf16 rounds activations; keep fp32 unless bf16 is clearl
 
 
 def cache_path() -> Path:
-    root = os.environ.get("RESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resnet")
-    return Path(root) / "train-precision.json"
+    return memo.cache_file("train-precision.json")
 
 
 def choose_cpu_amp(model: nn.Module, input_shape: tuple[int, ...], *, channels_last: bool) -> tuple[torch.dtype | None, str]:
@@ -45,21 +41,15 @@ def choose_cpu_amp(model: nn.Module, input_shape: tuple[int, ...], *, channels_l
     key = hashlib.sha256("|".join([hw.describe("cpu"), name, str(params), "x".join(map(str, input_shape)),
                                    f"channels_last={channels_last}"]).encode()).hexdigest()
     path = cache_path()
-    entries = _read(path)
-    if key in entries:
-        ratio = float(entries[key]["bf16_speedup"])
-        return _decide(ratio, f"remembered from {entries[key].get('when', 'an earlier run')} in {path}")
+    earlier = memo.read(path).get(key)
+    if earlier is not None:
+        return _decide(float(earlier["bf16_speedup"]), f"remembered from {earlier.get('when', 'an earlier run')} in {path}")
     try:
         ratio = _bf16_speedup(model, input_shape, channels_last=channels_last)
     except Exception as exc:  # a model the probe cannot step (e.g. nothing trainable): keep the flag's answer
         report.debug(f"training precision not measured ({type(exc).__name__}: {exc})")
         return torch.bfloat16, "bf16 autocast (this CPU has native bf16; a timing of the model failed)"
-    entries[key] = {"model": name, "input": list(input_shape), "bf16_speedup": round(ratio, 3),
-                    "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    try:
-        atomic_write_text(path, json.dumps(entries, indent=1))
-    except OSError as exc:  # a read-only home must not stop training: the choice is only not remembered
-        report.debug(f"could not remember the training precision in {path} ({exc})")
+    memo.remember(path, key, {"model": name, "input": list(input_shape), "bf16_speedup": round(ratio, 3)})
     return _decide(ratio, "measured on this CPU")
 
 
@@ -95,11 +85,3 @@ def _bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], *, channels_la
 
     fp32, bf16 = time_rounds([lambda: step(None), lambda: step(torch.bfloat16)], rounds=3, min_round_s=0.0, warmup=1)
     return min(fp32) / min(bf16)
-
-
-def _read(path: Path) -> dict[str, dict[str, object]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # no cache yet, or a damaged one: the timing simply runs
-    return data if isinstance(data, dict) else {}

@@ -309,13 +309,8 @@ class Trainer:
         config, device = self.config, self.device
         if config.amp is not None or device.type != "cpu":
             return amp_dtype_for(device, config.amp), None
-        if self.resumed and self.run_dir is not None:
-            try:
-                recorded = json.loads((self.run_dir / "config.json").read_text(encoding="utf-8")).get("amp_dtype", "missing")
-            except (OSError, ValueError):
-                recorded = "missing"
-            if recorded != "missing":
-                return (torch.bfloat16 if recorded == "bfloat16" else None), None
+        if self.resumed and "amp_dtype" in (saved := self._config_json()):
+            return (torch.bfloat16 if saved["amp_dtype"] == "bfloat16" else None), None
         if self.ctx.enabled:
             return amp_dtype_for(device, None), None
         from resnet.train.precision import choose_cpu_amp
@@ -532,11 +527,16 @@ class Trainer:
 
     def _planned_in_config_json(self) -> int:
         """The run's length from config.json, for state files written before they recorded it."""
-        assert self.run_dir is not None
+        return int(self._config_json().get("total_steps") or 0)
+
+    def _config_json(self) -> dict[str, Any]:
+        """What the run folder's config.json recorded when the run started ({} without one)."""
+        if self.run_dir is None:
+            return {}
         try:
-            return int(json.loads((self.run_dir / "config.json").read_text(encoding="utf-8")).get("total_steps") or 0)
+            return json.loads((self.run_dir / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return 0
+            return {}
 
     def _result(self, seconds: float) -> FitResult:
         state, config = self.state, self.config

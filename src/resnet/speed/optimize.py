@@ -330,7 +330,7 @@ def _choice_of(c: Candidate | dict[str, Any]) -> tuple[str, str, str]:
 
 def _remember(path: Path, key: str, fast: OptimizedModel) -> None:
     memo.remember(path, key, {"backend": fast.backend, "precision": fast.precision, "variant": fast.variant,
-                                    "images_per_s": fast.images_per_s})
+                              "images_per_s": fast.images_per_s})
 
 
 def _label(c: Candidate) -> str:

@@ -14,6 +14,7 @@ from resnet.models.factory import create_model, from_pretrained, model_from_chec
 from resnet.models.features import FeatureBackbone
 from resnet.models.pretrained import PretrainedCfg, register_published
 from resnet.models.registry import (
+    defer_pretrained,
     get_pretrained_cfg,
     is_model,
     list_models,
@@ -34,7 +35,7 @@ from resnet.models.weights import (
     unwrap_model,
 )
 
-register_published()  # after the builders: each weight set attaches to a registered model
+defer_pretrained(register_published)  # after the builders (each weight set attaches to one), on first lookup
 
 __all__ = [
     "UNITS",

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 # arch -> tag -> cfg, in registration order; the first tag of an arch is its default weight set.
 _PRETRAINED: dict[str, dict[str, PretrainedCfg]] = {}
+# Registrations run on the first question about weight sets, not at import: torchvision's are read off
+# its Weights enums, and importing torchvision takes seconds a command that needs no weight set should not pay.
+_DEFERRED: list[Callable[[], None]] = []
 
 
 def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -40,7 +43,7 @@ def register_pretrained(cfg: PretrainedCfg, *, default: bool = False) -> Pretrai
     """Attach a published weight set to its registered model; ``default`` makes it the plain name's weights."""
     if cfg.arch not in _BUILDERS:
         raise ResNetError(f"weight set '{cfg.name}' is for '{cfg.arch}', which is not a registered model")
-    tags = _PRETRAINED.setdefault(cfg.arch, {})
+    tags = _published().setdefault(cfg.arch, {})  # the built-in sets first, as if registered at import
     if cfg.tag in tags:
         raise ResNetError(f"weight set '{cfg.name}' is already registered")
     if default:
@@ -48,6 +51,17 @@ def register_pretrained(cfg: PretrainedCfg, *, default: bool = False) -> Pretrai
     else:
         tags[cfg.tag] = cfg
     return cfg
+
+
+def defer_pretrained(register: Callable[[], None]) -> None:
+    """Run ``register`` (which calls ``register_pretrained``) when weight sets are first looked up."""
+    _DEFERRED.append(register)
+
+
+def _published() -> dict[str, dict[str, PretrainedCfg]]:
+    while _DEFERRED:
+        _DEFERRED.pop(0)()
+    return _PRETRAINED
 
 
 def _natural_key(name: str) -> list[Any]:
@@ -62,13 +76,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def list_pretrained(pattern: str = "*") -> list[str]:
     """Published weight sets (``name.tag``) matching a shell-style pattern; each model's default first."""
-    names = [cfg.name for arch in list_models() for cfg in _PRETRAINED.get(arch, {}).values()]
+    published = _published()
+    names = [cfg.name for arch in list_models() for cfg in published.get(arch, {}).values()]
     return [name for name in names if fnmatch.fnmatchcase(name, pattern)]
 
 
 def pretrained_cfgs(arch: str) -> list[PretrainedCfg]:
     """The weight sets published for ``arch``, its default first ([] when none)."""
-    return list(_PRETRAINED.get(arch, {}).values())
+    return list(_published().get(arch, {}).values())
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -86,7 +101,7 @@ def get_pretrained_cfg(name: str, tag: str | None = None) -> PretrainedCfg:
     arch, own_tag = split_name(name)
     tag = tag or own_tag
     get_builder(arch)  # an unknown model is named as such, with close names
-    cfgs = _PRETRAINED.get(arch, {})
+    cfgs = _published().get(arch, {})
     if not cfgs:
         raise ResNetError(f"no published weights for '{arch}'; `resnet models --pretrained` lists the {len(list_pretrained())} weight sets")
     if tag is None:

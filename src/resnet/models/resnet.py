@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import FrozenBatchNorm2d, StochasticDepth
 
 from resnet.errors import ResNetError
 
@@ -62,8 +61,20 @@ def resolve_norm_layer(norm_layer: str | NormLayer | None, bn_eps: float = 1e-5)
     if name == "groupnorm":
         return group_norm
     if name == "frozen_batchnorm":
+        from torchvision.ops import FrozenBatchNorm2d  # here, not at the top: importing torchvision costs seconds
+
         return FrozenBatchNorm2d if bn_eps == 1e-5 else functools.partial(FrozenBatchNorm2d, eps=bn_eps)
     raise ResNetError(f"unknown norm_layer '{norm_layer}'; choose one of {', '.join(NORM_LAYERS)}")
+
+
+def stochastic_depth(rate: float) -> nn.Module:
+    """torchvision's per-sample drop path at ``rate`` (identity at 0), imported only when asked for: importing
+    torchvision takes seconds (its ops load torch._dynamo), most of a one-image ``resnet predict``."""
+    if rate <= 0:
+        return nn.Identity()
+    from torchvision.ops import StochasticDepth
+
+    return StochasticDepth(rate, "row")
 
 
 def resolve_unit(unit: str) -> str:
@@ -206,7 +217,7 @@ class ResidualBlock(nn.Module):
         self.has_shortcut = has_shortcut
         self.unit = unit
         self.relu = nn.ReLU(inplace=True)
-        self.drop_path = StochasticDepth(drop_path_rate, "row") if drop_path_rate > 0 else nn.Identity()
+        self.drop_path = stochastic_depth(drop_path_rate)
 
     def branch_layers(self) -> tuple[list[nn.Module], list[nn.Module]]:
         n = self.num_convs

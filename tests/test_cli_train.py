@@ -270,3 +270,16 @@ def test_fast_eval_calibrates_on_training_images_not_the_evaluated_ones(trained_
     calib = torch.cat(batches)
     assert all(among(img, train_x) for img in calib)
     assert not any(among(img, test_x) for img in calib)
+
+
+def test_compile_flag_forms() -> None:
+    """--compile forces it on, --no-compile off, --compile auto measures (None, as the time-budget presets)."""
+    from resnet.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--compile"]).compile is True
+    assert parser.parse_args(["train", "--no-compile"]).compile is False
+    assert parser.parse_args(["train", "--compile", "auto"]).compile is None
+    assert not hasattr(parser.parse_args(["train"]), "compile")  # not given: the recipe decides
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--compile", "sometimes"])

@@ -475,3 +475,47 @@ def test_a_budgeted_search_does_not_start_a_build_expected_to_overrun(model: nn.
         shutil.rmtree(job.workdir, ignore_errors=True)
     assert built == ["first"] and fast.variant == "first"
     assert any("slowbuild fp32" in s and "cannot pay for themselves" in s for s in skipped), skipped
+
+
+def test_a_budgeted_search_does_not_start_an_engine_whose_first_build_cannot_fit(model: nn.Module) -> None:
+    """An engine not built yet is expected to cost an export (FIRST_BUILD_S): in a job whose whole budget is
+    smaller, only the plain eager model is built, so --fast on a short job is never slower than plain."""
+    import types
+
+    optimize_module = importlib.import_module("resnet.speed.optimize")
+    from resnet.speed.backends import Candidate, Job
+
+    built: list[str] = []
+
+    def candidate(backend: str, variant: str) -> Candidate:
+        def build():
+            built.append(backend)
+            return lambda x: model(x)
+        return Candidate(backend, "fp32", variant, build)
+
+    engines = {
+        "torch": types.SimpleNamespace(supports=lambda p, d: None, candidates=lambda job, compile=False: [candidate("torch", "eager")]),
+        "exported": types.SimpleNamespace(supports=lambda p, d: None, candidates=lambda job: [candidate("exported", "fp32")]),
+    }
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        reference = model.eval()(x).float()
+    for budget, expected in [(optimize_module.FIRST_BUILD_S / 2, ["torch"]), (optimize_module.FIRST_BUILD_S * 4, ["torch", "exported"])]:
+        built.clear()
+        job = Job(model.eval(), x, "fp32")
+        skipped: list[str] = []
+        try:
+            optimize_module._choose(job, ["fp32"], engines, torch.device("cpu"), [x], [reference], skipped,
+                                    compile=False, precision="fp32", backend="auto", budget_s=budget)
+        finally:
+            shutil.rmtree(job.workdir, ignore_errors=True)
+        assert built == expected, (budget, built, skipped)
+
+
+def test_the_plain_job_threshold_is_what_one_engine_build_needs() -> None:
+    """Below PLAIN_JOB_S of plain inference --fast keeps the plain model; that must be where the search's
+    budget stops fitting an engine's first build, or short jobs pay for a search that cannot win."""
+    from resnet.train import inference
+
+    optimize_module = importlib.import_module("resnet.speed.optimize")
+    assert inference.PLAIN_JOB_S * optimize_module.BUILD_BUDGET >= optimize_module.FIRST_BUILD_S

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -422,12 +423,77 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(monkeypatch: pytest
                      "found); training without it"]
 
 
+class _SleepyNet(nn.Module):
+    """A net whose forward takes ``delay`` seconds: the fake compiler below scales that delay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.delay = 0.01
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay)
+        return self.fc(x.flatten(1))
+
+
+def _fake_compile(factor: float, made: list[nn.Module]):
+    def compile_model(model: nn.Module, **_: object):
+        made.append(model)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:  # the same math, factor x the time
+            saved, model.delay = model.delay, model.delay * factor
+            try:
+                return model(x)
+            finally:
+                model.delay = saved
+        return forward
+    return compile_model
+
+
+@pytest.mark.parametrize("factor, keeps", [(0.3, True), (3.0, False)])
+def test_measured_compile_keeps_the_faster_forward_and_remembers_it(
+    factor: float, keeps: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from resnet.train import compiling
+    from resnet.train.step import make_train_step
+
+    monkeypatch.setenv("RESNET_CACHE", str(tmp_path))
+    caplog.set_level("INFO", logger="resnet")
+    made: list[nn.Module] = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(factor, made))
+    x, y = torch.randn(8, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def new_step() -> object:
+        model = _SleepyNet()
+        return make_train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), device="cpu", amp_dtype=None,
+                               channels_last=False, compile=None)
+
+    step = new_step()
+    measured = 2 * (compiling.WARMUP_STEPS + compiling.TIMED_STEPS)  # warm-up and timed steps of each kind
+    for i in range(measured):
+        assert step.compile_choice is not None, f"decided early, at step {i}"
+        step(x, y)
+    assert step.compile_choice is None and len(made) == 1  # compiled once, for the timed compiled steps
+    assert (step.forward is not step.model) is keeps
+    entry = next(iter(json.loads((tmp_path / "train-compile.json").read_text()).values()))
+    assert (entry["compiled_speedup"] >= compiling.MIN_GAIN) is keeps
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compile:")]
+    assert len(said) == 1 and said[0].startswith("compile: on" if keeps else "compile: off") and "measured" in said[0]
+
+    again = new_step()  # the same machine, model and batch: decided before the first step from the file
+    again(x, y)
+    assert again.compile_choice is None and len(made) == (2 if keeps else 1)
+    assert (again.forward is not again.model) is keeps
+    assert "remembered" in [r.getMessage() for r in caplog.records if r.getMessage().startswith("compile:")][-1]
+
+
 @pytest.mark.parametrize("name", ["fmnist-5min", "fmnist-30min"])
-def test_the_time_budget_presets_compile_and_score_the_test_split_once(name: str) -> None:
+def test_the_time_budget_presets_measure_compile_and_score_the_test_split_once(name: str) -> None:
     from resnet.train.config import RECIPES
 
     config = resolve_config(recipe=name)
     assert name in RECIPES and config.recipe == name and config.data == "fashion-mnist"
-    assert config.compile and config.tta and config.val_size is None and config.val_fraction is None
+    assert config.compile is None  # measured: compiled where it trains faster (train/compiling.py)
+    assert config.tta and config.val_size is None and config.val_fraction is None
     assert config.test_every > config.epochs  # scored after the last epoch only
     assert resolve_config({"epochs": 3}, recipe=name).epochs == 3  # flags still override the preset

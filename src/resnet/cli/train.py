@@ -15,6 +15,13 @@ import time
 from pathlib import Path
 
 S = argparse.SUPPRESS  # flags not given stay out of the namespace, so they don't override recipe/config
+
+
+def _compile_flag(value: str) -> None:
+    """`--compile auto`: None, i.e. measured (a bare --compile is True, --no-compile False)."""
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"'{value}' is not a choice: give --compile, --compile auto or --no-compile")
+    return None
 MONITORED = ("val_loss", "val_top1", "val_top5", "train_loss", "train_top1", "test_loss", "test_top1")
 
 
@@ -113,7 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=S,
                    help="mixed precision (default: on a GPU with bf16; on a CPU where bf16 measures faster than fp32)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S, help="NHWC layout (default on)")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=S, help="torch.compile the model")
+    g.add_argument("--compile", nargs="?", const=True, type=_compile_flag, default=S, metavar="auto",
+                   help="torch.compile the model; `--compile auto` times it against eager in the first steps and keeps "
+                        "the faster, remembered per machine (the fmnist-5min/30min presets do)")
+    g.add_argument("--no-compile", dest="compile", action="store_false", default=S, help="never torch.compile")
     g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=S,
                    help="deterministic algorithms (bit-exact on GPUs too; slower)")
     g.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=S, help="synchronize BatchNorm across processes")

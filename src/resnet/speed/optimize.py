@@ -57,6 +57,10 @@ PARITY_SAMPLES = 128
 # search may cost at most this much more than not searching, and a faster engine usually saves more.
 BUILD_BUDGET = 0.5
 COMPILE_BUILD_S = 60.0  # torch.compile with freezing takes about a minute on a resnet50 (2 cores)
+# An engine's first build in a search: exporting to ONNX and opening a session took 3.3 s for resnet20 on
+# Zen 3 (the export alone 3.05 s), so a job whose budget is smaller keeps the plain model rather than
+# paying for an engine that cannot win it back (1,000 small images: --fast was 0.58x plain before this).
+FIRST_BUILD_S = 2.0
 # Cheapest first, so a budget that runs out cuts the expensive candidates (int8 needs calibration
 # and a quantization pass; compile needs inductor).
 _BUILD_ORDER = {("torch", "eager"): 0, ("onnxruntime", "fp32"): 1, ("openvino", "fp32"): 2, ("openvino", "bf16"): 2,
@@ -207,9 +211,11 @@ def _choose(base: Job, precisions: list[str], modules: dict[str, ModuleType], de
     spent, over_budget = 0.0, []
     build_s_seen: dict[str, float] = {}  # each engine's latest build time: the estimate for its next candidate
     for cand, job in candidates:
-        # A candidate is started only if its expected build still fits: torch.compile's known cost, or what
-        # the same engine's last build took (its other precisions re-read the same exported file).
-        expected = COMPILE_BUILD_S if cand.variant == "compile" else build_s_seen.get(cand.backend, 0.0)
+        # A candidate is started only if its expected build still fits: torch.compile's known cost, what the
+        # same engine's last build took (its other precisions re-read the same exported file), or for an
+        # engine not built yet an export's cost (torch eager needs none).
+        first = 0.0 if cand.backend == "torch" else FIRST_BUILD_S
+        expected = COMPILE_BUILD_S if cand.variant == "compile" else build_s_seen.get(cand.backend, first)
         if budget_s is not None and built and (spent >= budget_s or spent + expected > budget_s):
             over_budget.append(_label(cand))
             continue

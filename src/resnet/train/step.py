@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet.device import native_bf16
+from resnet.train.compiling import CompileChoice
 
 
 def amp_dtype_for(device: torch.device | str, amp: bool | None) -> torch.dtype | None:
@@ -78,7 +80,7 @@ class TrainStep:
         amp_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         scaler: torch.amp.GradScaler | None = None,
-        compile: bool = False,
+        compile: bool | None = False,
         label_smoothing: float = 0.0,
         reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
         class_weights: torch.Tensor | None = None,
@@ -96,11 +98,13 @@ class TrainStep:
         self.class_weights = class_weights.to(self.device) if class_weights is not None else None
         self.clip_grad = clip_grad
         self.mix = mix
-        if compile:
+        if compile is not False:
             # "No CUDA runtime is found" from torch's extension builder, on every CPU-only compile: not news.
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile else model
-        self.compile_pending = compile  # the first call compiles; a failure there falls back to eager
+        self.compile_pending = bool(compile)  # the first call compiles; a failure there falls back to eager
+        # compile=None: eager and compiled steps are timed in the first steps and the faster kept (train/compiling.py).
+        self.compile_choice: CompileChoice | None = CompileChoice(self, compile_model=torch.compile) if compile is None else None
         self.correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.skipped = False
         self.grad_norm: torch.Tensor | None = None
@@ -124,6 +128,10 @@ class TrainStep:
 
     def run(self, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """One optimizer step over equal micro-batches: the mean of their losses, i.e. the loss of their union."""
+        choice = self.compile_choice
+        if choice is not None:
+            choice.start(micro_batches[0][0])
+            started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         count = len(micro_batches)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
@@ -165,6 +173,12 @@ class TrainStep:
         else:
             self.optimizer.step()
         self.correct = correct
+        if choice is not None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            choice.done(time.perf_counter() - started)
+            if choice.decided:
+                self.compile_choice = None
         return loss
 
 
@@ -176,7 +190,7 @@ def make_train_step(
     amp_dtype: torch.dtype | None,
     channels_last: bool,
     scaler: torch.amp.GradScaler | None = None,
-    compile: bool = False,
+    compile: bool | None = False,
     label_smoothing: float = 0.0,
     reduce_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     class_weights: torch.Tensor | None = None,

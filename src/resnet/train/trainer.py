@@ -246,7 +246,9 @@ class Trainer:
         reduce_loss = (lambda t: distributed.all_reduce_sum(t, ctx) / ctx.world_size) if ctx.enabled else None
         self.step = make_train_step(
             self.net, optimizer, device=device, amp_dtype=self.amp_dtype, channels_last=config.channels_last,
-            scaler=self.state.scaler, compile=config.compile, label_smoothing=config.label_smoothing,
+            scaler=self.state.scaler, label_smoothing=config.label_smoothing,
+            # Under torchrun the processes could time differently and compile differently: measured only alone.
+            compile=config.compile if config.compile is not None or not ctx.enabled else False,
             reduce_loss=reduce_loss, class_weights=class_weights(config, self.train_data), clip_grad=config.clip_grad,
             mix=make_mix(config.mixup, config.cutmix, self.train_data.num_classes),
         )

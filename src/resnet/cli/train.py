@@ -22,6 +22,8 @@ def _compile_flag(value: str) -> None:
     if value != "auto":
         raise argparse.ArgumentTypeError(f"'{value}' is not a choice: give --compile, --compile auto or --no-compile")
     return None
+
+
 MONITORED = ("val_loss", "val_top1", "val_top5", "train_loss", "train_top1", "test_loss", "test_top1")
 
 

@@ -69,7 +69,7 @@ def resolve_norm_layer(norm_layer: str | NormLayer | None, bn_eps: float = 1e-5)
 
 def stochastic_depth(rate: float) -> nn.Module:
     """torchvision's per-sample drop path at ``rate`` (identity at 0), imported only when asked for: importing
-    torchvision takes seconds (its ops load torch._dynamo), most of a one-image ``resnet predict``."""
+    torchvision takes seconds (its ops load torch._dynamo), about half of a one-image ``resnet predict``."""
     if rate <= 0:
         return nn.Identity()
     from torchvision.ops import StochasticDepth

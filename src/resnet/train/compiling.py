@@ -1,12 +1,13 @@
 """Whether training runs the model through torch.compile: measured in the run's first steps, then remembered.
 
-A compiled training step of resnet20 ran at 1.09-1.26x the eager one on the Intel and Zen 3 CPUs measured,
-but at 0.95x on Zen 5 (benchmarks/train.md), and its first call spends 10-60 s compiling. So no rule fits
-every machine. With ``compile=None`` (the time-budget presets), after a few warm-up steps the real
-training's steps alternate between the eager and the compiled model and are timed; the faster is kept for
-the rest of the run. Every one of those steps trains the model, so nothing is thrown away but the compiling itself. The ratio is remembered
-per machine, model, batch shape and precision in ``$RESNET_CACHE/train-compile.json`` (else
-``~/.cache/resnet/``). The next run decides before its first step and skips the compile where it does not pay.
+resnet20's compiled training step ran at 1.09-1.22x the eager one on the two Intel kinds measured, at 0.98x
+on Zen 3 (whole runs) and at 0.95x on Zen 5 (benchmarks/train.md), and its first call spends 10-60 s
+compiling, so no rule fits every machine. With ``compile=None`` (the time-budget presets), after a few
+warm-up steps the run's own training steps alternate between the eager and the compiled model and are
+timed; the faster is kept for the rest of the run. Every one of those steps trains the model, so only the
+compiling is spent. The ratio is remembered per machine, model, batch shape and precision in
+``$RESNET_CACHE/train-compile.json`` (else ``~/.cache/resnet/``): the next run decides before its first step
+and does not compile where compiling does not pay.
 """
 
 from __future__ import annotations

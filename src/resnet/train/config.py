@@ -132,8 +132,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # For 60 minutes: resnet56 (3x resnet20's work per image) for 38 epochs, with EMA of the weights.
     "fmnist-60min": dict(_FMNIST_BUDGET, model="resnet56", epochs=38, weight_decay=3e-4, ema=True),
     # For 5 minutes (issue 18): the 10-minute preset cut to 8 epochs, the train step compiled where that
-    # measures faster (1.09-1.26x resnet20's eager step on the Intel and Zen 3 CPUs, for 10-60 s of
-    # compiling; 0.95x on Zen 5) and the test split scored once, at the end (test_every beyond the
+    # measures faster (1.09-1.22x resnet20's eager step on the Intel CPUs, for 10-60 s of compiling; 0.98x
+    # on Zen 3, 0.95x on Zen 5) and the test split scored once, at the end (test_every beyond the
     # epochs; benchmarks/train.md has every candidate).
     "fmnist-5min": dict(_FMNIST_BUDGET, model="resnet20", epochs=8, weight_decay=2e-4, compile=None, test_every=100),
     # For 30 minutes: resnet32, compiled where that measures faster, with EMA of the weights, test scored at the end.

@@ -1,12 +1,13 @@
 """Choices measured once per machine and remembered: one small JSON file each under the user's cache.
 
-``resnet.optimize`` keeps its engine choice in ``optimize-choices.json`` and training its precision in
-``train-precision.json``, in ``$RESNET_CACHE`` or else ``~/.cache/resnet/``. Entries are keyed by a hash
+``resnet.optimize`` keeps its engine choice in ``optimize-choices.json``, training its precision in
+``train-precision.json`` and whether to compile in ``train-compile.json``, in ``$RESNET_CACHE`` or else ``~/.cache/resnet/``. Entries are keyed by a hash
 of everything the choice depends on (the CPU line among it), so another machine never reuses them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -20,6 +21,11 @@ from resnet.io import atomic_write_text
 def cache_file(name: str) -> Path:
     root = os.environ.get("RESNET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resnet")
     return Path(root) / name
+
+
+def key(*parts: object) -> str:
+    """The entry key for a choice that depends on ``parts`` (the hardware line first, by convention)."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
 def read(path: Path) -> dict[str, dict[str, Any]]:

@@ -311,9 +311,8 @@ def choice_key(model: nn.Module, example_input: torch.Tensor, *, precisions: lis
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    parts = [hw.describe(example_input.device), _engine_versions(), digest.hexdigest(),
-             "x".join(map(str, example_input.shape)), ",".join(precisions), backend, f"compile={compile}"]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return memo.key(hw.describe(example_input.device), _engine_versions(), digest.hexdigest(),
+                    "x".join(map(str, example_input.shape)), ",".join(precisions), backend, f"compile={compile}")
 
 
 def _engine_versions() -> str:

@@ -12,7 +12,6 @@ and does not compile where compiling does not pay.
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -49,22 +48,22 @@ class CompileChoice:
         self.eager: list[float] = []
         self.compiled: list[float] = []
         self.key: str | None = None
+        self.model_name = getattr(step.model, "model_name", type(step.model).__name__)
         self.decided = False
 
     def _key(self, x: torch.Tensor) -> str:
         model, step = self.step.model, self.step
-        name = getattr(model, "model_name", type(model).__name__)
         params = sum(p.numel() for p in model.parameters())
-        parts = [hw.describe(step.device), name, str(params), "x".join(map(str, x.shape)), str(step.amp_dtype),
-                 f"channels_last={step.channels_last}"]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+        return memo.key(hw.describe(step.device), self.model_name, params, "x".join(map(str, x.shape)), step.amp_dtype,
+                        f"channels_last={step.channels_last}")
 
     def start(self, x: torch.Tensor) -> None:
         if self.calls == 0:
             self.key = self._key(x)
-            earlier = memo.read(cache_path()).get(self.key)
+            path = cache_path()
+            earlier = memo.read(path).get(self.key)
             if earlier is not None:
-                source = f"remembered from {earlier.get('when', 'an earlier run')} in {cache_path()}"
+                source = f"remembered from {earlier.get('when', 'an earlier run')} in {path}"
                 self._decide(float(earlier["compiled_speedup"]), source)
                 return
         timed = self.calls - 2 * WARMUP_STEPS
@@ -88,10 +87,7 @@ class CompileChoice:
             # The median of each neighbouring pair's ratio: a drift or a busy spell on the machine cancels out.
             ratio = statistics.median(e / c for e, c in zip(self.eager, self.compiled))
             assert self.key is not None
-            memo.remember(cache_path(), self.key, {
-                "model": getattr(self.step.model, "model_name", type(self.step.model).__name__),
-                "compiled_speedup": round(ratio, 3),
-            })
+            memo.remember(cache_path(), self.key, {"model": self.model_name, "compiled_speedup": round(ratio, 3)})
             self._decide(ratio, f"measured over {TIMED_STEPS} steps of each in turn")
 
     def _decide(self, ratio: float, source: str) -> None:

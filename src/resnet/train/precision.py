@@ -11,7 +11,6 @@ faster one is kept, remembered per machine, model and input size in ``$RESNET_CA
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from pathlib import Path
 
@@ -38,8 +37,7 @@ def choose_cpu_amp(model: nn.Module, input_shape: tuple[int, ...], *, channels_l
         return None, "fp32 (this CPU has no native bf16)"
     params = sum(p.numel() for p in model.parameters())
     name = getattr(model, "model_name", type(model).__name__)
-    key = hashlib.sha256("|".join([hw.describe("cpu"), name, str(params), "x".join(map(str, input_shape)),
-                                   f"channels_last={channels_last}"]).encode()).hexdigest()
+    key = memo.key(hw.describe("cpu"), name, params, "x".join(map(str, input_shape)), f"channels_last={channels_last}")
     path = cache_path()
     earlier = memo.read(path).get(key)
     if earlier is not None:

@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import fake_fashion_mnist
-from resnet import create_model
+from resnet import create_model, report
+from resnet.errors import ResNetError
 from resnet.train import Callback, evaluate, fit, resolve_config
 from resnet.train.checkpoint import load_state
 from resnet.train.schedule import lr_factor_fn
@@ -430,3 +431,30 @@ def test_stop_mid_epoch_and_resume_is_bit_identical_on_any_data(kind: str, tmp_p
     for (key, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), key
     assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+
+
+def test_progressive_resizing_trains_the_early_phases_small_and_says_so(fmnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--progressive-sizes 12 20 over 3 epochs: epoch 1 sees 12x12 batches, epoch 2 20x20, epoch 3 the data's 28x28."""
+    seen: list[tuple[int, int]] = []
+
+    class Sizes(Callback):
+        def on_step_end(self, trainer: Trainer, logs: Any) -> None:
+            seen.append((logs.epoch, shapes[-1]))
+
+    shapes: list[int] = []
+    said: list[str] = []
+    monkeypatch.setattr(report, "info", said.append)
+    model = tiny()
+    model.register_forward_pre_hook(lambda module, args: shapes.append(args[0].shape[-1]) if module.training else None)
+    cfg = resolve_config({"data_dir": str(fmnist), "model_options": TINY, "epochs": 3, "batch_size": 32, "val_size": 32,
+                          "amp": False, "progressive_sizes": [12, 20]})
+    _, data = open_data(cfg)
+    result = fit(model, data.train, data.val, cfg, callbacks=[Sizes()], verbose=1)
+    assert {(e, s) for e, s in seen} == {(0, 12), (1, 20), (2, 28)}
+    assert len(result.history) == 3 and all(row["val_top1"] is not None for row in result.history)
+    assert "progressive resizing: epoch 1 at 12 px, epoch 2 at 20 px, epoch 3 at 28x28 (the data's own)" in said
+    with pytest.raises(ResNetError, match="--progressive-sizes: must be a list of whole numbers >= 4"):
+        resolve_config({"progressive_sizes": [2]})
+    from resnet.cli.main import build_parser
+
+    assert build_parser().parse_args(["train", "--progressive-sizes", "20", "24"]).progressive_sizes == [20, 24]

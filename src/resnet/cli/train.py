@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score the test split every N epochs and after the last (default 1: every epoch)")
     g.add_argument("--crop-padding", type=int, default=S, metavar="PIXELS",
                    help="zero padding before the random crop (the paper's 4; 0 = flip only)")
+    g.add_argument("--progressive-sizes", type=int, nargs="+", default=S, metavar="N",
+                   help="progressive resizing: split the epochs evenly into phases, train the first ones at these "
+                        "square sizes (smallest first) and the last at the data's own size")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")
     g.add_argument("--ema-decay", type=float, default=S)
     g = p.add_argument_group("photos (image folders of your own)")

@@ -332,6 +332,8 @@ class Console(Callback):
                     + (f" ({config.accum_steps} micro-batches each)" if config.accum_steps > 1 else "")
                     + (f" on {ctx.world_size} processes" if ctx.enabled else "")
                     + f"; {trainer.device}, amp {trainer.amp_name}, channels_last {'on' if config.channels_last else 'off'}")
+        if config.progressive_sizes:
+            report.info(f"progressive resizing: {trainer.size_phases()}")
         if trainer.amp_reason and not trainer.resumed:
             report.info(f"precision: {trainer.amp_reason}")
 

@@ -57,6 +57,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = True  # random crop (zero padding of crop_padding pixels) + horizontal flip
     crop_padding: int = 4  # the paper's 4; 28x28 Fashion-MNIST trains better with less (benchmarks/train.md)
+    # Progressive resizing: the epochs split evenly into len + 1 phases, trained at these square sizes and
+    # then at the data's own (a smaller image costs its share of pixels, so early epochs come cheaper).
+    progressive_sizes: list[int] = field(default_factory=list)
     # Photos (train_crop "resized"): RandomResizedCrop for training, resize + centre crop for evaluation.
     image_size: int | list[int] | str | None = None  # what the model sees: N, [H, W] or "HxW" (None: the data's own)
     train_crop: str = "auto"  # "pad": crop_padding + flip; "resized": random-resized crop; auto: resized for photos >= 64 px
@@ -240,6 +243,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise bad(name, f"must be a finite number >= 0, got {value!r}")
     if not isinstance(config.crop_padding, int) or isinstance(config.crop_padding, bool) or config.crop_padding < 0:
         raise bad("crop_padding", f"must be a whole number >= 0, got {config.crop_padding!r}")
+    sizes = config.progressive_sizes
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 4 for n in sizes):
+        raise bad("progressive_sizes", f"must be a list of whole numbers >= 4, got {sizes!r}")
     if config.lr <= 0:
         raise bad("lr", f"must be > 0, got {config.lr}")
     if config.label_smoothing >= 1:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from resnet import report
 from resnet.data.augment import seeded_generator
@@ -402,6 +403,9 @@ class Trainer:
             device=device, drop_last=True, rank=ctx.rank, world_size=ctx.world_size, channels_last=config.channels_last,
             num_workers=config.num_workers, start_batch=first * config.accum_steps, padding=config.crop_padding,
         )
+        size = self.epoch_image_size(epoch)
+        if size is not None:
+            micro_batches = _resized(micro_batches, size, channels_last=config.channels_last)
         epoch_steps = self.epoch_steps(epoch)
         for index, group in enumerate(_chunks(micro_batches, config.accum_steps), start=first):
             if index >= epoch_steps:
@@ -452,6 +456,28 @@ class Trainer:
         state.history.append(row)
         state.epoch, state.batch = epoch + 1, 0
         self.callbacks.on_epoch_end(self, row)
+
+    def epoch_image_size(self, epoch: int) -> int | None:
+        """The square size ``epoch`` trains at under progressive resizing, or None for the data's own size.
+
+        A pure function of the epoch, so a resumed run trains each epoch at the size it would have.
+        """
+        sizes = self.config.progressive_sizes
+        phase = epoch * (len(sizes) + 1) // self.num_epochs
+        return sizes[phase] if phase < len(sizes) else None
+
+    def size_phases(self) -> str:
+        """Which epochs train at which size, e.g. 'epochs 1-3 at 20 px, 4-6 at 24 px, 7-8 at 28x28 (the data's own)'."""
+        own = "x".join(map(str, self.train_data.image_size))
+        phases: list[list[Any]] = []
+        for epoch in range(self.num_epochs):
+            size = self.epoch_image_size(epoch)
+            if phases and phases[-1][2] == size:
+                phases[-1][1] = epoch + 1
+            else:
+                phases.append([epoch + 1, epoch + 1, size])
+        return ", ".join(f"epoch{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''} at "
+                         + (f"{size} px" if size is not None else f"{own} (the data's own)") for a, b, size in phases)
 
     def _epoch_data(self, epoch: int) -> Any:
         """The training data of ``epoch``: as it is, or a class-balanced draw seeded by (seed, epoch)."""
@@ -653,6 +679,15 @@ def photo_transforms(config: TrainConfig) -> PhotoTransforms | None:
         scale=tuple(config.crop_scale), ratio=tuple(config.crop_ratio), auto_augment=config.auto_augment,
         random_erasing=config.random_erasing,
     )
+
+
+def _resized(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], size: int, *, channels_last: bool,
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each augmented, normalized batch resampled to ``size`` x ``size`` (antialiased: no aliasing when shrinking)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for x, y in batches:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        yield x.contiguous(memory_format=layout), y
 
 
 def run_training(config: TrainConfig, *, out: str | Path | None, resume: bool = False, overwrite: bool = False) -> FitResult:

@@ -467,7 +467,7 @@ class Trainer:
         return sizes[phase] if phase < len(sizes) else None
 
     def size_phases(self) -> str:
-        """Which epochs train at which size, e.g. 'epochs 1-3 at 20 px, 4-6 at 24 px, 7-8 at 28x28 (the data's own)'."""
+        """Which epochs train at which size, e.g. 'epochs 1-3 at 20 px, epochs 4-6 at 24 px, epochs 7-8 at 28x28 (the data's own)'."""
         own = "x".join(map(str, self.train_data.image_size))
         phases: list[list[Any]] = []
         for epoch in range(self.num_epochs):

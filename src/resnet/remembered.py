@@ -1,8 +1,9 @@
 """Choices measured once per machine and remembered: one small JSON file each under the user's cache.
 
 ``resnet.optimize`` keeps its engine choice in ``optimize-choices.json``, training its precision in
-``train-precision.json`` and whether to compile in ``train-compile.json``, in ``$RESNET_CACHE`` or else ``~/.cache/resnet/``. Entries are keyed by a hash
-of everything the choice depends on (the CPU line among it), so another machine never reuses them.
+``train-precision.json`` and whether to compile in ``train-compile.json``, in ``$RESNET_CACHE`` or else
+``~/.cache/resnet/``. Entries are keyed by a hash of everything the choice depends on (the CPU line among
+it), so another machine never reuses them.
 """
 
 from __future__ import annotations

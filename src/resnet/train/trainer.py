@@ -10,6 +10,7 @@ any moment and resumed ends with the same weights as one never interrupted.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -468,16 +469,13 @@ class Trainer:
 
     def size_phases(self) -> str:
         """Which epochs train at which size, e.g. 'epochs 1-3 at 20 px, epochs 4-6 at 24 px, epochs 7-8 at 28x28 (the data's own)'."""
-        own = "x".join(map(str, self.train_data.image_size))
-        phases: list[list[Any]] = []
-        for epoch in range(self.num_epochs):
-            size = self.epoch_image_size(epoch)
-            if phases and phases[-1][2] == size:
-                phases[-1][1] = epoch + 1
-            else:
-                phases.append([epoch + 1, epoch + 1, size])
-        return ", ".join(f"epoch{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''} at "
-                         + (f"{size} px" if size is not None else f"{own} (the data's own)") for a, b, size in phases)
+        own = "x".join(map(str, self.train_data.image_size)) + " (the data's own)"
+        phases = []
+        for size, epochs in itertools.groupby(range(1, self.num_epochs + 1), key=lambda e: self.epoch_image_size(e - 1)):
+            first, *rest = epochs
+            span = f"epochs {first}-{rest[-1]}" if rest else f"epoch {first}"
+            phases.append(f"{span} at {f'{size} px' if size is not None else own}")
+        return ", ".join(phases)
 
     def _epoch_data(self, epoch: int) -> Any:
         """The training data of ``epoch``: as it is, or a class-balanced draw seeded by (seed, epoch)."""

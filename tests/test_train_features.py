@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -453,6 +454,9 @@ def test_progressive_resizing_trains_the_early_phases_small_and_says_so(fmnist: 
     assert set(seen) == {(0, 12), (1, 20), (2, 28)}
     assert len(result.history) == 3 and all(row["val_top1"] is not None for row in result.history)
     assert "progressive resizing: epoch 1 at 12 px, epoch 2 at 20 px, epoch 3 at 28x28 (the data's own)" in said
+    # Fewer epochs than phases: the last epoch still trains at the size the model is scored at.
+    short = SimpleNamespace(config=resolve_config({"epochs": 2, "progressive_sizes": [12, 16, 20]}), num_epochs=2)
+    assert [Trainer.epoch_image_size(short, epoch) for epoch in range(2)] == [12, None]  # type: ignore[arg-type]
     with pytest.raises(ResNetError, match="--progressive-sizes: must be a list of whole numbers >= 4"):
         resolve_config({"progressive_sizes": [2]})
     from resnet.cli.main import build_parser

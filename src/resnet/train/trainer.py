@@ -461,9 +461,13 @@ class Trainer:
     def epoch_image_size(self, epoch: int) -> int | None:
         """The square size ``epoch`` trains at under progressive resizing, or None for the data's own size.
 
-        A pure function of the epoch, so a resumed run trains each epoch at the size it would have.
+        A pure function of the epoch, so a resumed run trains each epoch at the size it would have. The last
+        epoch is always at the data's own size (with fewer epochs than phases the even split would skip it),
+        since that is the size the model is scored at.
         """
         sizes = self.config.progressive_sizes
+        if epoch >= self.num_epochs - 1:
+            return None
         phase = epoch * (len(sizes) + 1) // self.num_epochs
         return sizes[phase] if phase < len(sizes) else None
 

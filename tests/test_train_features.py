@@ -454,6 +454,10 @@ def test_progressive_resizing_trains_the_early_phases_small_and_says_so(fmnist: 
     assert set(seen) == {(0, 12), (1, 20), (2, 28)}
     assert len(result.history) == 3 and all(row["val_top1"] is not None for row in result.history)
     assert "progressive resizing: epoch 1 at 12 px, epoch 2 at 20 px, epoch 3 at 28x28 (the data's own)" in said
+    # --compile auto would time the first size only and compile again at every later one: it stays eager.
+    auto = Trainer(tiny(), data.train, data.val, resolve_config({**cfg.to_dict(), "compile": None}), verbose=0)
+    assert auto.step.compile_choice is None and auto.step.forward is auto.step.model
+    assert auto.compile_reason is not None and "progressive resizing" in auto.compile_reason
     # Fewer epochs than phases: the last epoch still trains at the size the model is scored at.
     short = SimpleNamespace(config=resolve_config({"epochs": 2, "progressive_sizes": [12, 16, 20]}), num_epochs=2)
     assert [Trainer.epoch_image_size(short, epoch) for epoch in range(2)] == [12, None]  # type: ignore[arg-type]

@@ -75,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--progressive-sizes", type=int, nargs="+", default=S, metavar="N",
                    help="progressive resizing: split the epochs evenly into phases, train the first ones at these "
                         "square sizes (smallest first) and the last at the data's own size")
+    g.add_argument("--no-progressive-sizes", dest="progressive_sizes", action="store_const", const=[], default=S,
+                   help="train every epoch at the data's own size (turns off a preset's progressive resizing)")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=S, help="keep an exponential moving average of the weights")
     g.add_argument("--ema-decay", type=float, default=S)
     g = p.add_argument_group("photos (image folders of your own)")

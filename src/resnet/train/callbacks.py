@@ -336,6 +336,8 @@ class Console(Callback):
             report.info(f"progressive resizing: {trainer.size_phases()}")
         if trainer.amp_reason and not trainer.resumed:
             report.info(f"precision: {trainer.amp_reason}")
+        if trainer.compile_reason:
+            report.info(f"compile: {trainer.compile_reason}")
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if self.verbose == 1 and trainer.is_main and report.is_terminal():

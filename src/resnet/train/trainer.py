@@ -231,6 +231,7 @@ class Trainer:
         self._plan_batches()
         model = self._prepare_model(model)
         self.amp_dtype, self.amp_reason = self._choose_amp(model)
+        self.compile_reason: str | None = None  # set where --compile auto is decided before training
         self.amp_name = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
@@ -249,8 +250,7 @@ class Trainer:
         self.step = make_train_step(
             self.net, optimizer, device=device, amp_dtype=self.amp_dtype, channels_last=config.channels_last,
             scaler=self.state.scaler, label_smoothing=config.label_smoothing,
-            # Under torchrun the processes could time differently and compile differently: measured only alone.
-            compile=config.compile if config.compile is not None or not ctx.enabled else False,
+            compile=self._choose_compile(),
             reduce_loss=reduce_loss, class_weights=class_weights(config, self.train_data), clip_grad=config.clip_grad,
             mix=make_mix(config.mixup, config.cutmix, self.train_data.num_classes),
         )
@@ -321,6 +321,22 @@ class Trainer:
 
         data = self.train_data
         return choose_cpu_amp(model, (data.in_chans, *data.image_size), channels_last=config.channels_last)
+
+    def _choose_compile(self) -> bool | None:
+        """--compile as given; for ``auto`` (None) False where measuring cannot decide, else None (measured in the run).
+
+        Under torchrun the processes could time differently and compile differently, so auto is measured only
+        alone. Under progressive resizing the measurement would time the first phase's size only, and every
+        later size would compile again (10-60 s each), so auto stays eager; --compile still compiles."""
+        config = self.config
+        if config.compile is not None:
+            return config.compile
+        if self.ctx.enabled:
+            return False
+        if config.progressive_sizes:
+            self.compile_reason = "off (progressive resizing changes the input size by phase, and each size would compile again)"
+            return False
+        return None
 
     # -- what callbacks use ----------------------------------------------------------------------
 

@@ -231,8 +231,8 @@ class Trainer:
         self._plan_batches()
         model = self._prepare_model(model)
         self.amp_dtype, self.amp_reason = self._choose_amp(model)
-        self.compile_reason: str | None = None  # set where --compile auto is decided before training
         self.amp_name = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off"
+        compile_setting, self.compile_reason = self._choose_compile()
         self.net = distributed.wrap(model, ctx)
         optimizer = make_optimizer(model, config.optimizer, lr=config.lr, momentum=config.momentum,
                                    weight_decay=config.weight_decay, nesterov=config.nesterov,
@@ -250,7 +250,7 @@ class Trainer:
         self.step = make_train_step(
             self.net, optimizer, device=device, amp_dtype=self.amp_dtype, channels_last=config.channels_last,
             scaler=self.state.scaler, label_smoothing=config.label_smoothing,
-            compile=self._choose_compile(),
+            compile=compile_setting,
             reduce_loss=reduce_loss, class_weights=class_weights(config, self.train_data), clip_grad=config.clip_grad,
             mix=make_mix(config.mixup, config.cutmix, self.train_data.num_classes),
         )
@@ -322,21 +322,21 @@ class Trainer:
         data = self.train_data
         return choose_cpu_amp(model, (data.in_chans, *data.image_size), channels_last=config.channels_last)
 
-    def _choose_compile(self) -> bool | None:
-        """--compile as given; for ``auto`` (None) False where measuring cannot decide, else None (measured in the run).
+    def _choose_compile(self) -> tuple[bool | None, str | None]:
+        """--compile as given; for ``auto`` (None) False where measuring cannot decide, else None (measured in the
+        run); and, when auto was decided here for a reason worth a line, that line.
 
         Under torchrun the processes could time differently and compile differently, so auto is measured only
         alone. Under progressive resizing the measurement would time the first phase's size only, and every
         later size would compile again (10-60 s each), so auto stays eager; --compile still compiles."""
         config = self.config
         if config.compile is not None:
-            return config.compile
+            return config.compile, None
         if self.ctx.enabled:
-            return False
+            return False, None
         if config.progressive_sizes:
-            self.compile_reason = "off (progressive resizing changes the input size by phase, and each size would compile again)"
-            return False
-        return None
+            return False, "off (progressive resizing changes the input size by phase, and each size would compile again)"
+        return None, None
 
     # -- what callbacks use ----------------------------------------------------------------------
 

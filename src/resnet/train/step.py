@@ -112,6 +112,11 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.run([(x, y)])
 
+    @property
+    def compiled(self) -> bool:
+        """Whether steps run through torch.compile now (False before a measured choice is made, or after a fallback)."""
+        return self.forward is not self.model
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.compile_pending:
             return self.forward(x)

@@ -46,7 +46,7 @@ def main() -> int:
         "recipe": args.recipe,
         "command": "resnet train " + " ".join(command[4:]),
         "model": config["model"], "epochs": config["num_epochs"], "batch_size": config["batch_size"],
-        "amp": config["amp_dtype"], "channels_last": config["channels_last"],
+        "amp": config["amp_dtype"], "channels_last": config["channels_last"], "compiled": summary.get("compiled"),
         "test_top1": summary.get("test_top1"), "test_loss": summary.get("test_loss"),
         "best": summary.get("best"),
         "wall_seconds": round(wall, 1), "train_seconds": summary["train_seconds"],

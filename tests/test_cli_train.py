@@ -91,6 +91,27 @@ def test_train_errors_are_one_line(args: list[str], message: str, fmnist: Path, 
     assert stderr.startswith("resnet: error: ") and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
 
+def test_training_never_imports_torchvision(fmnist: Path, tmp_path: Path) -> None:
+    """Importing torchvision takes a second or more at start; training on a dataset of tensors does not need it
+    (config.json still records its version, from the package metadata)."""
+    out = tmp_path / "run"
+    argv = ["resnet", "train", "--data-dir", str(fmnist), *TINY, "--epochs", "1", "--batch-size", "32",
+            "--val-size", "32", "--no-amp", "--out", str(out)]
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n    runpy.run_module('resnet', run_name='__main__')\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "print('torchvision loaded:', 'torchvision' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torchvision loaded: False" in done.stdout
+    import importlib.metadata
+
+    assert json.loads((out / "config.json").read_text())["versions"]["torchvision"] == importlib.metadata.version("torchvision")
+
+
 def test_existing_run_folder_unwritable_out_and_resume_misuse(trained_run: Path, tmp_path: Path, capsys) -> None:
     before = (trained_run / "checkpoints" / "last.safetensors").read_bytes()
     code, _, stderr = run_cli(["train", "--out", str(trained_run)], capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import platform
@@ -74,11 +75,13 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def versions() -> dict[str, str]:
-    import torchvision
-
     from resnet import __version__
 
-    return {"resnet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    try:  # the installed version from its metadata: importing torchvision costs a second or more at start
+        torchvision_version = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        torchvision_version = "not installed"
+    return {"resnet": __version__, "torch": torch.__version__, "torchvision": torchvision_version,
             "python": platform.python_version()}
 
 

@@ -472,7 +472,7 @@ def test_measured_compile_keeps_the_faster_forward_and_remembers_it(
     step = new_step()
     measured = 2 * (compiling.WARMUP_STEPS + compiling.TIMED_STEPS)  # warm-up and timed steps of each kind
     for i in range(measured):
-        assert step.compile_choice is not None, f"decided early, at step {i}"
+        assert step.compile_choice is not None and step.compiled is None, f"decided early, at step {i}"
         step(x, y)
     assert step.compile_choice is None and len(made) == 1  # compiled once, for the timed compiled steps
     assert step.compiled is keeps

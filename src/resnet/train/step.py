@@ -113,9 +113,9 @@ class TrainStep:
         return self.run([(x, y)])
 
     @property
-    def compiled(self) -> bool:
-        """Whether steps run through torch.compile now (False before a measured choice is made, or after a fallback)."""
-        return self.forward is not self.model
+    def compiled(self) -> bool | None:
+        """Whether steps run through torch.compile (False after a compiler failure); None while auto still measures."""
+        return None if self.compile_choice is not None else self.forward is not self.model
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.compile_pending:

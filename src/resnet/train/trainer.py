@@ -591,7 +591,7 @@ class Trainer:
             "wall_seconds": round(seconds, 1), "resumed": self.resumed,
             "final": state.history[-1] if state.history else None, "best": state.best,
             "nonfinite_steps": state.nonfinite, "hardware": describe(self.device),
-            "compiled": self.step.compiled,  # what --compile auto resolved to on this machine
+            "compiled": self.step.compiled,  # what --compile auto resolved to here (None: too short a run to decide)
         }
         if state.stop_reason:
             summary["stopped"] = state.stop_reason

@@ -498,9 +498,9 @@ def test_the_time_budget_presets_measure_compile_and_score_the_test_split_once(n
     assert config.tta and config.val_size is None and config.val_fraction is None
     assert config.test_every > config.epochs  # scored after the last epoch only
     assert resolve_config({"epochs": 3}, recipe=name).epochs == 3  # flags still override the preset
-    if name == "fmnist-5min":  # progressive resizing below Fashion-MNIST's 28x28, smallest first; a flag turns it off
-        assert config.progressive_sizes == sorted(config.progressive_sizes) and 4 <= config.progressive_sizes[-1] < 28
-        from resnet.cli.main import build_parser
+    # Both: progressive resizing below Fashion-MNIST's 28x28, smallest first; a flag turns it off.
+    assert config.progressive_sizes == sorted(config.progressive_sizes) and 4 <= config.progressive_sizes[-1] < 28
+    from resnet.cli.main import build_parser
 
-        off = build_parser().parse_args(["train", "--recipe", name, "--no-progressive-sizes"])
-        assert resolve_config({"progressive_sizes": off.progressive_sizes}, recipe=name).progressive_sizes == []
+    off = build_parser().parse_args(["train", "--recipe", name, "--no-progressive-sizes"])
+    assert resolve_config({"progressive_sizes": off.progressive_sizes}, recipe=name).progressive_sizes == []

@@ -13,12 +13,29 @@ if "RESNET_CACHE" not in os.environ:
     os.environ["RESNET_CACHE"] = tempfile.mkdtemp(prefix="resnet-test-cache-")
 
 import dataclasses  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from resnet.data.testing import write_idx  # noqa: E402
+
+
+def run_resnet_in_subprocess(argv: list[str], then: str = "") -> str:
+    """`resnet ARGV...` in a fresh interpreter (one thread) that then prints whether torchvision got imported and
+    runs the Python lines ``then``; its stdout. Start-up cost is what the tests using this guard."""
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = {['resnet', *argv]!r}\n"
+        "try:\n    runpy.run_module('resnet', run_name='__main__')\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "print('torchvision loaded:', 'torchvision' in sys.modules)\n" + then
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
 
 
 @pytest.fixture

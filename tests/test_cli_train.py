@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import fake_fashion_mnist
+from conftest import fake_fashion_mnist, run_resnet_in_subprocess
 from resnet.cli.main import main
 
 TINY = ["--model-option", "widths=[4,8,16]"]
@@ -95,20 +96,9 @@ def test_training_never_imports_torchvision(fmnist: Path, tmp_path: Path) -> Non
     """Importing torchvision takes a second or more at start; training on a dataset of tensors does not need it
     (config.json still records its version, from the package metadata)."""
     out = tmp_path / "run"
-    argv = ["resnet", "train", "--data-dir", str(fmnist), *TINY, "--epochs", "1", "--batch-size", "32",
-            "--val-size", "32", "--no-amp", "--out", str(out)]
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = {argv!r}\n"
-        "try:\n    runpy.run_module('resnet', run_name='__main__')\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
-        "print('torchvision loaded:', 'torchvision' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "torchvision loaded: False" in done.stdout
-    import importlib.metadata
-
+    stdout = run_resnet_in_subprocess(["train", "--data-dir", str(fmnist), *TINY, "--epochs", "1", "--batch-size", "32",
+                                       "--val-size", "32", "--no-amp", "--out", str(out)])
+    assert "torchvision loaded: False" in stdout
     assert json.loads((out / "config.json").read_text())["versions"]["torchvision"] == importlib.metadata.version("torchvision")
 
 

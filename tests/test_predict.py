@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import randomize_norms
+from conftest import randomize_norms, run_resnet_in_subprocess
 from resnet.cli.main import main
 from resnet.models import create_model, save_weights
 from resnet.train import inference
@@ -146,17 +146,9 @@ def test_fast_predict_builds_its_engine_once_on_the_first_batch(run_folder: Path
 def test_predicting_never_imports_torchvision(run_folder: Path, folder: Path, tmp_path: Path) -> None:
     """Importing torchvision takes seconds (its ops load torch._dynamo): half of a one-image `resnet predict`.
     The plain path does not need it, so the command must not load it; weight-set lookups still find its sets."""
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = ['resnet', 'predict', '--checkpoint', {str(run_folder)!r}, {str(folder / 'a')!r}, "
-        f"'--output', {str(tmp_path / 'p.csv')!r}]\n"
-        "try:\n    runpy.run_module('resnet', run_name='__main__')\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
-        "print('torchvision loaded:', 'torchvision' in sys.modules)\n"
-        "from resnet.models import list_pretrained\n"
-        "print('torchvision sets:', len(list_pretrained('resnet50.tv*')))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "torchvision loaded: False" in done.stdout
-    assert "torchvision sets: 2" in done.stdout  # IMAGENET1K_V1 and V2, read off torchvision's enum on first lookup
+    stdout = run_resnet_in_subprocess(
+        ["predict", "--checkpoint", str(run_folder), str(folder / "a"), "--output", str(tmp_path / "p.csv")],
+        then="from resnet.models import list_pretrained\nprint('torchvision sets:', len(list_pretrained('resnet50.tv*')))\n")
+    assert "torchvision loaded: False" in stdout
+    assert "torchvision sets: 2" in stdout  # IMAGENET1K_V1 and V2, read off torchvision's enum on first lookup
     assert len((tmp_path / "p.csv").read_text().splitlines()) > 1

@@ -8,6 +8,7 @@ several times slower than fp32.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import platform
 from dataclasses import dataclass, field
@@ -112,3 +113,12 @@ def describe(device: torch.device | str | None = None) -> str:
         idx = device.index if device.index is not None else torch.cuda.current_device()
         return f"GPU: {torch.cuda.get_device_name(idx)} (torch {torch.__version__}, CUDA {torch.version.cuda}); " + cpu_info().describe()
     return f"torch {torch.__version__}; " + cpu_info().describe()
+
+
+def installed_version(package: str) -> str | None:
+    """An installed package's version from its metadata (None if absent), without importing it: importing
+    torchvision or an engine costs seconds at start."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

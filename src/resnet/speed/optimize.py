@@ -316,15 +316,8 @@ def choice_key(model: nn.Module, example_input: torch.Tensor, *, precisions: lis
 
 
 def _engine_versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for package in ("torch", "onnxruntime", "openvino", "nncf"):
-        try:
-            found.append(f"{package}={version(package)}")
-        except PackageNotFoundError:
-            continue
-    return ",".join(found)
+    found = {package: hw.installed_version(package) for package in ("torch", "onnxruntime", "openvino", "nncf")}
+    return ",".join(f"{package}={version}" for package, version in found.items() if version is not None)
 
 
 def _choice_of(c: Candidate | dict[str, Any]) -> tuple[str, str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
 import json
 import platform
@@ -13,6 +12,7 @@ from typing import Any
 
 import torch
 
+from resnet.device import installed_version
 from resnet.errors import ResNetError
 from resnet.io import atomic_write_text
 from resnet.train.checkpoint import STATE_SUFFIX
@@ -77,12 +77,8 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 def versions() -> dict[str, str]:
     from resnet import __version__
 
-    try:  # the installed version from its metadata: importing torchvision costs a second or more at start
-        torchvision_version = importlib.metadata.version("torchvision")
-    except importlib.metadata.PackageNotFoundError:
-        torchvision_version = "not installed"
-    return {"resnet": __version__, "torch": torch.__version__, "torchvision": torchvision_version,
-            "python": platform.python_version()}
+    return {"resnet": __version__, "torch": torch.__version__,
+            "torchvision": installed_version("torchvision") or "not installed", "python": platform.python_version()}
 
 
 def dataset_info(train_data: Any, val_data: Any, test_data: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from resnet import device as hw
 from resnet import remembered as memo
 from resnet import report
 from resnet.errors import ResNetError
-from resnet.export.parity import FP32_MAX_ABS_DIFF, RELATIVE_TOLERANCE, Parity, compare
+from resnet.export.parity import Parity, compare
 from resnet.speed.backends import Candidate, Job, Runner, engines
 from resnet.speed.backends.calibration import check_calibration
 from resnet.speed.timing import time_rounds

@@ -135,7 +135,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # For 60 minutes: resnet56 (3x resnet20's work per image) for 38 epochs, with EMA of the weights.
     "fmnist-60min": dict(_FMNIST_BUDGET, model="resnet56", epochs=38, weight_decay=3e-4, ema=True),
     # For 5 minutes (issue 18): resnet20 for 16 epochs with progressive resizing, four epochs each at 16, 20
-    # and 24 px, then four at 28 (0.940-0.942 over two seeds on Zen 3 for 1.22-1.26x the time of 8 plain
+    # and 24 px, then four at 28 (0.940-0.943 over three seeds on Zen 3 for 1.22-1.26x the time of 8 plain
     # epochs, which scored 0.935; 14 epochs scored 0.937) and the test split scored once, at the end (test_every
     # beyond the epochs; benchmarks/train.md has every candidate). compile=None (auto) trains eager here, since each
     # phase's size would compile again (over the phases, no faster on Zen 3), and measures again if

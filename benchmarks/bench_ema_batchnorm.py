@@ -24,7 +24,7 @@ def main() -> int:
 
     from resnet.device import describe
     from resnet.models import create_model
-    from resnet.train.evaluation import evaluate
+    from resnet.train.evaluation import evaluate, recompute_batchnorm
     from resnet.train.rundir import resume_config
     from resnet.train.trainer import open_data
 
@@ -44,14 +44,9 @@ def main() -> int:
     averaged = build({k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"})
     for name, model in [("raw weights", raw), ("averaged weights (EMA)", averaged)]:
         print(f"{name}, as saved: test top-1 {evaluate(model, data.test, flip_tta=config.tta).top1:.4f}", flush=True)
-    norms = [m for m in averaged.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the pass
     averaged.train()
-    with torch.no_grad():
-        for x, _ in data.train.batches(256, shuffle=True, augment=config.augment, padding=config.crop_padding):
-            averaged(x)
+    recompute_batchnorm([averaged], data.train.batches(256, shuffle=True, augment=config.augment,
+                                                       padding=config.crop_padding))
     averaged.eval()
     top1 = evaluate(averaged, data.test, flip_tta=config.tta).top1
     print(f"averaged weights, BatchNorm statistics recomputed at the data's own size: test top-1 {top1:.4f}")

@@ -345,6 +345,27 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(fmnist: Path, tmp_p
     assert not [p for p in (tmp_path / "run2" / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_recompute_batchnorm_averages_over_the_pass_and_leaves_frozen_layers_and_modes_alone():
+    from resnet.train.evaluation import recompute_batchnorm
+
+    torch.manual_seed(0)
+    conv, dropout, norm, frozen = nn.Conv2d(3, 4, 1), nn.Dropout(0.9), nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+    model = nn.Sequential(conv, dropout, norm, frozen).train()
+    frozen.eval()  # a frozen stage: its statistics must stay
+    frozen.running_mean.fill_(3.0)
+    batches = [(torch.randn(8, 3, 5, 5) * 2 + 1, None) for _ in range(4)]
+    recompute_batchnorm([model], batches)
+
+    with torch.no_grad():  # what precise BN means: the plain average of the batches' statistics, dropout off
+        outputs = [conv(x) for x, _ in batches]
+    expected_mean = torch.stack([y.mean((0, 2, 3)) for y in outputs]).mean(0)
+    expected_var = torch.stack([y.transpose(0, 1).flatten(1).var(1) for y in outputs]).mean(0)
+    assert torch.allclose(norm.running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(norm.running_var, expected_var, rtol=1e-4)
+    assert torch.equal(frozen.running_mean, torch.full((4,), 3.0))
+    assert norm.momentum == 0.1 and model.training and dropout.training and norm.training and not frozen.training
+
+
 # -- distributed -----------------------------------------------------------------------------------
 
 

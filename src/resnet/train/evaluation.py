@@ -1,4 +1,5 @@
-"""``evaluate``: loss, top-1, top-5, per-class accuracy and the confusion matrix of a model on a split.
+"""``evaluate``: loss, top-1, top-5, per-class accuracy and the confusion matrix of a model on a split;
+``recompute_batchnorm``: BatchNorm's running statistics recomputed over a pass of data (precise BN).
 
 The module is named ``evaluation`` so that ``resnet.train.evaluate`` is always the function.
 """
@@ -6,7 +7,7 @@ The module is named ``evaluation`` so that ``resnet.train.evaluate`` is always t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,3 +101,35 @@ def evaluate(
         loss=float(sums[0]) / n, top1=float(sums[1]) / n, top5=float(sums[2]) / n, num_samples=n,
         per_class=per_class, confusion=confusion, class_names=list(data.class_names),
     )
+
+
+@torch.no_grad()
+def recompute_batchnorm(models: Sequence[nn.Module], batches: Iterable[tuple[torch.Tensor, Any]]) -> None:
+    """The running statistics of every BatchNorm layer in ``models`` that is in training mode, recomputed as the
+    cumulative average over ``batches`` (inputs, anything), each batch going through every model.
+
+    Only those BatchNorm layers run in training mode (dropout and stochastic depth stay off, as in evaluation);
+    layers already in eval mode (frozen stages) keep their statistics. Every module's mode and momentum is
+    restored afterwards.
+    """
+    norms = [m for model in models for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    if not norms:
+        return
+    modes = [(m, m.training) for model in models for m in model.modules()]
+    momenta = [m.momentum for m in norms]
+    for model in models:
+        model.eval()
+    for m in norms:
+        m.train()
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    try:
+        for x, _ in batches:
+            for model in models:
+                model(x)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        for m, training in modes:
+            m.training = training

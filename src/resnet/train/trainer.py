@@ -35,7 +35,7 @@ from resnet.io import atomic_write_text
 from resnet.train import distributed
 from resnet.train.callbacks import Callback, CallbackList, StepLogs, default_callbacks
 from resnet.train.config import TrainConfig, resolve_config
-from resnet.train.evaluation import EvalResult, evaluate
+from resnet.train.evaluation import EvalResult, evaluate, recompute_batchnorm
 from resnet.train.inputs import as_data, epoch_seed
 from resnet.train.rundir import dataset_info, prepare_run_dir, versions
 from resnet.train.schedule import make_scheduler
@@ -508,33 +508,11 @@ class Trainer:
     def _recalibrate_batchnorm(self) -> None:
         """BatchNorm's running statistics recomputed over the whole training set, as evaluated (precise BN).
 
-        Only the BatchNorm layers run in training mode (dropout and stochastic depth are off, as in
-        evaluation); those of frozen stages (in eval mode while training) keep their statistics.
         Every process goes over the same images, so all end with the same statistics.
         """
         models = [self.model] + ([self.eval_model] if self.eval_model is not self.model else [])
-        norms = [m for model in models for m in model.modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for model in models:
-            model.eval()
-        for m in norms:
-            m.train()
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches
-        try:
-            with torch.no_grad():
-                for x, _ in self.train_data.batches(self.config.eval_batch_size, device=self.device,
-                                                    channels_last=self.config.channels_last):
-                    for model in models:
-                        model(x)
-        finally:
-            for m, momentum in zip(norms, momenta):
-                m.momentum = momentum
-            for model in models:
-                model.train()
+        recompute_batchnorm(models, self.train_data.batches(self.config.eval_batch_size, device=self.device,
+                                                            channels_last=self.config.channels_last))
 
     def _evaluate(self, data: Any) -> EvalResult:
         config = self.config
